@@ -33,7 +33,8 @@ class KPDetector(nn.Module):
 
     def __init__(self, block_expansion, num_kp, num_channels, max_features, num_blocks, temperature,
                  estimate_jacobian=False, scale_factor=1, single_jacobian_map=False, pad=0,
-                 keypoint_mode=None, mask_sigma=REGION_MASK_SIGMA):
+                 keypoint_mode=None, mask_sigma=REGION_MASK_SIGMA, align_corners=False):
+        # align_corners is accepted with the other common_params; the detector does no resampling it affects.
         super().__init__()
         self.mode = resolve_keypoint_mode(num_kp, keypoint_mode)
         self.num_kp = num_kp

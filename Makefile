@@ -1,0 +1,25 @@
+# One entry point for set-up, tests and the demo. `make test` and `make demo` work on a fresh clone.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PYTEST_ARGS ?=
+
+.PHONY: test test-all demo demo-clean bench clean
+
+$(VENV)/.installed: requirements.txt
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --disable-pip-version-check -q -r requirements.txt
+	@touch $@
+
+venv: $(VENV)/.installed
+
+## Fast test suite (what CI runs).
+test: $(VENV)/.installed
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+## Everything, slow tests included.
+test-all: $(VENV)/.installed
+	$(PY) -m pytest -m "" $(PYTEST_ARGS)
+
+clean:
+	rm -rf .pytest_cache __pycache__ */__pycache__

@@ -161,6 +161,10 @@ def _kind_name(kind):
                                                       list: "list"}.get(k, k.__name__) for k in kinds)
 
 
+def _all_defaults(section):
+    return all(_all_defaults(v) if isinstance(v, Section) else not v.required for v in section.values())
+
+
 def _validate(section, data, path, where):
     if not isinstance(data, dict):
         raise ConfigError(f"{where}: {path or 'the file'} must be a mapping of keys, got {type(data).__name__}")
@@ -181,7 +185,9 @@ def _validate(section, data, path, where):
             elif spec.required:
                 raise ConfigError(f"{where}: missing section '{full}'")
             else:
-                out[key] = _validate(spec, {}, full + ".", where)
+                # An absent optional section gets its defaults, or None where it has required keys
+                # (e.g. no train_params in a config used only to animate).
+                out[key] = _validate(spec, {}, full + ".", where) if _all_defaults(spec) else None
             continue
         if key not in data:
             if spec.required:

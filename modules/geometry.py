@@ -53,8 +53,9 @@ class Transform:
     """
 
     def __init__(self, bs, sigma_affine=0.05, sigma_tps=None, points_tps=None, *, theta=None,
-                 control_points=None, control_params=None, generator=None, device=None):
+                 control_points=None, control_params=None, generator=None, device=None, align_corners=False):
         self.bs = bs
+        self.align_corners = align_corners
         if theta is None:
             noise = torch.randn(bs, 2, 3, generator=generator) * sigma_affine
             theta = noise + torch.eye(2, 3).view(1, 2, 3)
@@ -83,11 +84,15 @@ class Transform:
         return warped
 
     def transform_frame(self, frame):
-        """Sample ``frame`` (B, C, H, W) through the warp, reflection padding. (B, C, H, W)."""
+        """Sample ``frame`` (B, C, H, W) through the warp, reflection padding. (B, C, H, W).
+
+        The grid spans pixel centres -1..1 while ``align_corners=False`` reads -1 as the outer pixel
+        edge, so even the identity warp resamples slightly (as in the published code).
+        """
         b, _, h, w = frame.shape
         grid = make_coordinate_grid((h, w), dtype=frame.dtype, device=frame.device).view(1, h * w, 2)
         grid = self.warp_coordinates(grid.expand(self.bs, -1, -1)).view(self.bs, h, w, 2)
-        return F.grid_sample(frame, grid, padding_mode="reflection", align_corners=False)
+        return F.grid_sample(frame, grid, padding_mode="reflection", align_corners=self.align_corners)
 
     def jacobian(self, coordinates):
         """d warp / d z at ``coordinates`` (B, N, 2) → (B, N, 2, 2), rows = output x, y.

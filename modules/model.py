@@ -81,7 +81,8 @@ class GeneratorFullModel(nn.Module):
 
         if weights["equivariance_value"] + weights["equivariance_jacobian"] != 0:
             driving = x["driving"]
-            transform = Transform(driving.shape[0], device=driving.device, **self.train_params["transform_params"])
+            transform = Transform(driving.shape[0], device=driving.device, align_corners=self.generator.align_corners,
+                                  **self.train_params["transform_params"])
             transformed_frame = transform.transform_frame(driving)
             transformed_prior = None
             if self.uses_prior:

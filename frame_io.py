@@ -1,0 +1,117 @@
+"""Reading clip folders: frames in natural order, any image mode as 8-bit RGB, clear errors.
+
+Shared by preprocess.py, kpmaker.py and frames_dataset.py so that all three see the same frames in
+the same order. No torch here: preprocessing workers stay light.
+"""
+import hashlib
+import os
+import re
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+
+
+class FrameError(ValueError):
+    """A frame that cannot be read; the message names the file and what to do."""
+
+
+def natural_key(name):
+    """Sort key that orders digit runs by value: 'img9' < 'img10' (plain sorting gives img10 < img9)."""
+    return tuple((0, int(part), "") if part.isdigit() else (1, 0, part.lower())
+                 for part in re.split(r"(\d+)", str(name)) if part != "")
+
+
+def is_image(path):
+    name = os.path.basename(path)
+    return not name.startswith(".") and name.lower().endswith(IMAGE_EXTENSIONS)
+
+
+def list_frames(folder):
+    """Image files directly inside ``folder``, in natural order. [] for a folder without images."""
+    folder = Path(folder)
+    names = [entry.name for entry in os.scandir(folder) if entry.is_file() and is_image(entry.name)]
+    return [folder / name for name in sorted(names, key=natural_key)]
+
+
+def frame_number(path):
+    """The last run of digits in the file name: 'img46.jpg' → 46, '006_05562.jpg' → 5562; None if none."""
+    digits = re.findall(r"\d+", Path(path).stem)
+    return int(digits[-1]) if digits else None
+
+
+def read_rgb(path):
+    """Read an image as (H, W, 3) uint8 RGB, whatever its mode (gray, RGBA, palette, 16-bit).
+
+    Alpha is dropped (the published code kept the first three channels); 16-bit gray is scaled to 8 bits.
+    Raises FrameError naming the file when it is missing, truncated or not an image.
+    """
+    try:
+        with Image.open(path) as image:
+            image.load()
+            return _to_rgb_array(image)
+    except FileNotFoundError:
+        raise FrameError(f"{path}: frame not found") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
+        raise FrameError(f"{path}: unreadable image ({error}); re-extract or delete this frame") from None
+
+
+def _to_rgb_array(image):
+    if image.mode in ("I;16", "I;16B", "I;16L", "I"):
+        # PIL's convert('L') clips 16-bit values at 255 instead of scaling them.
+        array = np.asarray(image, dtype=np.float64)
+        peak = 65535.0 if image.mode.startswith("I;16") or array.max() > 255 else 255.0
+        gray = np.clip(np.round(array * (255.0 / peak)), 0, 255).astype(np.uint8)
+        return np.repeat(gray[..., None], 3, axis=2)
+    if image.mode == "RGBA":
+        return np.ascontiguousarray(np.asarray(image)[..., :3])
+    if image.mode != "RGB":
+        image = image.convert("RGB")
+    return np.asarray(image)
+
+
+def image_size(path):
+    """(H, W) from the file header without decoding the pixels. Raises FrameError."""
+    try:
+        with Image.open(path) as image:
+            width, height = image.size
+            return height, width
+    except FileNotFoundError:
+        raise FrameError(f"{path}: frame not found") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
+        raise FrameError(f"{path}: unreadable image ({error}); re-extract or delete this frame") from None
+
+
+def check_image(path):
+    """(H, W) of a frame after checking its data (PIL verify: structure and checksums). Raises FrameError."""
+    size = image_size(path)
+    try:
+        with Image.open(path) as image:
+            image.verify()
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
+        raise FrameError(f"{path}: damaged image ({error}); re-extract or delete this frame") from None
+    return size
+
+
+def frames_fingerprint(paths):
+    """A short hash of the frames' names, byte sizes and modification times.
+
+    Cached per-clip results (keypoint files) store it; any frame added, removed, renamed or rewritten
+    changes it, without reading the pixels.
+    """
+    digest = hashlib.sha1()
+    for path in paths:
+        stat = os.stat(path)
+        digest.update(f"{Path(path).name}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+    return digest.hexdigest()
+
+
+def clip_folders(split_dir):
+    """Clip folders directly under a split folder (train/ or test/), in natural order of their names."""
+    split_dir = Path(split_dir)
+    if not split_dir.is_dir():
+        return []
+    names = [e.name for e in os.scandir(split_dir) if e.is_dir() and not e.name.startswith(".")]
+    return [split_dir / name for name in sorted(names, key=natural_key)]

@@ -127,6 +127,8 @@ SCHEMA = Section({
     "reconstruction_params": Section({
         "num_videos": Field(int, None, nullable=True),
         "format": Field(str, ".mp4"),
+        # Project addition: playback rate of the written videos.
+        "fps": Field(NUM, 25),
     }, required=False),
     "animate_params": Section({
         "num_pairs": Field(int, None, nullable=True),
@@ -138,6 +140,10 @@ SCHEMA = Section({
         }, required=False),
         "fps": Field(NUM, 25),
         "batch_frames": Field(int, 8),
+        # Project additions: gray output for gray-trained checkpoints (auto: when the model has one
+        # channel, or the target and the driving clip are both gray); columns of the PNG strip.
+        "grayscale": Field(str, "auto", choices=("auto", "gray", "color")),
+        "strip_frames": Field(int, 12),
     }, required=False),
     "visualizer_params": Section({
         "kp_size": Field(int, 5),

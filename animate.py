@@ -1,0 +1,283 @@
+"""Animation of the test pairs (``run.py --mode animate``): each target face performs each driving clip.
+
+Per pair, named ``<driving>-<target>`` in the output folder (default ``<checkpoint folder>/animation``):
+
+    <name>/                 PNG frames, same count and names as the driving clip (the MEGC submission form)
+    <name>.mp4, <name>.gif  the generated clip at ``fps`` (default 25: ME clips are 100–200 fps slow motion)
+    png/<name>.png          strip: driving frames over generated frames, up to ``strip_frames`` columns
+    side_by_side/<name><format>   driving | target | generated, for looking at
+
+The target face is encoded once per pair and the driving frames stream through in batches; nothing
+holds a whole clip. Existing outputs are never replaced unless ``--overwrite`` is given.
+"""
+import csv
+import os
+from dataclasses import dataclass
+
+import numpy as np
+
+import inference
+from clip_priors import LazyLandmarker, image_prior, keypoint_file, read_prior_track, scale_prior
+from frame_io import clip_folders, list_frames
+from inference import AnimationError, Normalization
+from video_io import FrameFolderWriter, StripWriter, VideoWriter, read_image, resize_frame, side_by_side, strip_indices
+
+SIDE_FORMATS = (".mp4", ".gif")
+
+
+@dataclass(frozen=True)
+class Pair:
+    driving: str
+    target: str
+
+    @property
+    def name(self):
+        return f"{self.driving}-{self.target}"
+
+
+def add_cli_arguments(parser):
+    """Flags of animate (run.py adds --config, --mode, --checkpoint, --device, …)."""
+    inference.add_run_arguments(parser)
+    _add = inference.add_argument_once
+    _add(parser, "--num_pairs", type=int, default=None, help="animate only the first N pairs (default: config's num_pairs, else all)")
+    _add(parser, "--grayscale", choices=("auto", "gray", "color"), default=None,
+         help="gray output: auto (default) = when the model has one channel or target and driving clip are gray")
+
+
+def read_pairs(path):
+    """Pairs from a CSV with columns source (target face folder) and driving (clip folder); the
+    published distance and frame columns are accepted and not used. → [Pair]."""
+    if not os.path.isfile(path):
+        raise AnimationError(f"{path}: pairs file not found (dataset_params.pairs_list)")
+    with open(path, newline="") as handle:
+        reader = csv.DictReader(handle)
+        missing = {"source", "driving"} - set(reader.fieldnames or ())
+        if missing:
+            raise AnimationError(f"{path}: pairs file needs the columns source and driving "
+                                 f"(missing {', '.join(sorted(missing))})")
+        return [Pair(row["driving"].strip(), row["source"].strip()) for row in reader
+                if row["driving"] and row["source"]]
+
+
+def default_pairs(test_dir):
+    """Without a pairs list: every clip (folders of ≥ 2 frames) × every target face (folders of one image)."""
+    clips, faces = [], []
+    for folder in clip_folders(test_dir):
+        count = len(list_frames(folder))
+        (faces if count == 1 else clips if count > 1 else []).append(folder.name)
+    return [Pair(clip, face) for face in faces for clip in clips]
+
+
+def pair_outputs(out_dir, name, side_format=".mp4"):
+    """Every path written for one pair. → {'frames', 'mp4', 'gif', 'strip', 'side_by_side'}."""
+    return {"frames": os.path.join(out_dir, name),
+            "mp4": os.path.join(out_dir, name + ".mp4"),
+            "gif": os.path.join(out_dir, name + ".gif"),
+            "strip": os.path.join(out_dir, "png", name + ".png"),
+            "side_by_side": os.path.join(out_dir, "side_by_side", name + side_format)}
+
+
+def existing_outputs(out_dir, names, side_format=".mp4"):
+    return [p for name in names for p in pair_outputs(out_dir, name, side_format).values() if os.path.exists(p)]
+
+
+def refuse_overwrite(existing, what="outputs"):
+    if existing:
+        shown = ", ".join(existing[:3]) + (f", … ({len(existing)} in all)" if len(existing) > 3 else "")
+        raise AnimationError(f"{what} exist already ({shown}); pass --overwrite to replace them or --out DIR")
+
+
+def decide_gray(setting, num_channels, checkpoint, target, driving_first):
+    """Gray output? 'gray'/'color' force it; 'auto': a one-channel model, a checkpoint that records
+    gray training data, or a target and driving clip that are both gray."""
+    if setting in ("gray", "color"):
+        return setting == "gray"
+    if num_channels == 1 or bool((checkpoint or {}).get("grayscale", False)):
+        return True
+    return inference.is_gray(target) and inference.is_gray(driving_first)
+
+
+def write_pair(animator, source, target, driving, num_frames, kp_initial, normalization, outputs, fps,
+               gray=False, strip_frames=12):
+    """Generate one pair and write all its outputs, streaming. ``driving``: iterable of
+    (name, frame (H, W, 3) uint8 at the model's size, prior (18, 2) or None). Returns the frame count.
+    Nothing is published unless every output is complete."""
+    writers = {"frames": FrameFolderWriter(outputs["frames"]),
+               "mp4": VideoWriter(outputs["mp4"], fps),
+               "gif": VideoWriter(outputs["gif"], fps),
+               "strip": StripWriter(outputs["strip"], strip_indices(num_frames, strip_frames), rows=2),
+               "side_by_side": VideoWriter(outputs["side_by_side"], fps)}
+    try:
+        count = 0
+        for index, (name, driving_frame, generated) in enumerate(
+                inference.animate_frames(animator, source, driving, kp_initial, normalization, gray)):
+            writers["frames"].write(generated, name)
+            writers["mp4"].write(generated)
+            writers["gif"].write(generated)
+            writers["strip"].write(index, driving_frame, generated)
+            writers["side_by_side"].write(side_by_side(driving_frame, target, generated))
+            count += 1
+        for writer in writers.values():
+            writer.close()
+        return count
+    except BaseException:
+        for writer in writers.values():
+            writer.abort()
+        raise
+
+
+class PriorTrack:
+    """Prior keypoints of one clip's frames at the model's size: ``track(index, frame)`` → (18, 2), the
+    frame as read (before resizing: dlib sees the full resolution).
+
+    From a kpmaker file when there is one, else measured with dlib as frames arrive (first_frame mode:
+    once, on the reference frame). Frames that fell back to the template are listed in ``fallbacks``.
+    """
+
+    def __init__(self, clip, files, frame_size, mode, strict, landmarker, stored=None, reference=0):
+        self.clip, self.files, self.frame_size = clip, files, tuple(frame_size)
+        self.key = (lambda index: reference) if mode == "first_frame" else (lambda index: index)
+        self.strict, self.landmarker, self.stored = strict, landmarker, stored
+        self.fallbacks = []
+        self._cache = {}
+
+    def __call__(self, index, frame):
+        key = self.key(index)
+        if self.stored is not None:
+            return self.stored[key]
+        if key not in self._cache:
+            if key != index:  # the reference frame of a first_frame track, measured once
+                frame = read_image(self.files[key])
+            value, found = image_prior(self.landmarker(), frame, self.strict, what=f"{self.clip}/{self.files[key].name}")
+            if not found:
+                self.fallbacks.append(self.files[key].name)
+            self._cache = {key: scale_prior(value, np.asarray(frame).shape[:2], self.frame_size)}  # per-frame keys never repeat; keep only the latest
+        return self._cache[key]
+
+
+class PriorSource:
+    """Prior tracks of a dataset's clips: kpmaker's files (<keypoint_dir>/<clip>.npz) when present, else
+    dlib now. ``mode``: 'first_frame' (the reference frame's prior for every frame, as published) or
+    'per_frame'; ``strict``: no face is an error instead of the fallback template."""
+
+    def __init__(self, keypoint_dir, frame_size, mode="first_frame", strict=False, landmarker=None):
+        self.keypoint_dir = keypoint_dir
+        self.frame_size = tuple(frame_size)
+        self.mode = mode
+        self.strict = strict
+        self.landmarker = landmarker or LazyLandmarker()
+
+    def track(self, clip, files, original_size, reference=0):
+        """PriorTrack of a clip whose frames are ``files`` of (H, W) ``original_size``."""
+        stored = None
+        path = keypoint_file(self.keypoint_dir, clip) if self.keypoint_dir else None
+        if path is not None and os.path.isfile(path):
+            prior, found = read_prior_track(path, [f.name for f in files])
+            if self.strict and not found.all():
+                raise AnimationError(f"{path}: no face in {int((~found).sum())} frame(s) of {clip} (strict prior)")
+            stored = scale_prior(prior, original_size, self.frame_size)
+        track = PriorTrack(clip, files, self.frame_size, self.mode, self.strict, self.landmarker, stored, reference)
+        if stored is not None:
+            track.fallbacks = [files[i].name for i in np.flatnonzero(~found)]
+        return track
+
+
+def _target_image(test_dir, face):
+    files = list_frames(os.path.join(test_dir, face))
+    if not files:
+        raise AnimationError(f"{os.path.join(test_dir, face)}: no target face image in this folder")
+    return files[0]
+
+
+def check_pairs(test_dir, pairs):
+    """Every clip and face folder of the pairs exists. Raises one AnimationError listing what is missing."""
+    missing = sorted({p for pair in pairs for p in (pair.driving, pair.target)
+                      if not os.path.isdir(os.path.join(test_dir, p))})
+    if missing:
+        shown = ", ".join(missing[:5]) + (f", … ({len(missing)} in all)" if len(missing) > 5 else "")
+        raise AnimationError(f"{test_dir}: no folder for {shown} named in the pairs; preprocess the test set first")
+
+
+def animate_dataset(config, checkpoint_path, out_dir=None, device="cpu", precision="fp32", compile=False,
+                    batch_frames=None, fps=None, overwrite=False, pairs=None, num_pairs=None, grayscale=None,
+                    log=print, landmarker=None):
+    """Animate the pairs of ``config`` (pairs_list, else every clip × every target face of test/).
+
+    Returns a list of {'pair', 'frames', 'outputs': {...paths}} in order. Raises AnimationError,
+    CheckpointError, PriorError or MediaError with one-line messages.
+    """
+    dataset = config["dataset_params"]
+    params = config.get("animate_params") or {}
+    frame_size = tuple(dataset["frame_shape"][:2])
+    test_dir = os.path.join(dataset["root_dir"], "test")
+    if not os.path.isdir(test_dir):
+        raise AnimationError(f"{test_dir}: no test split (dataset_params.root_dir/test)")
+    if pairs is None:
+        pairs = read_pairs(dataset["pairs_list"]) if dataset.get("pairs_list") else default_pairs(test_dir)
+    num_pairs = num_pairs if num_pairs is not None else params.get("num_pairs")
+    pairs = pairs[:num_pairs] if num_pairs else pairs
+    if not pairs:
+        raise AnimationError(f"{test_dir}: no pairs to animate (no clips or no target faces)")
+    check_pairs(test_dir, pairs)
+    side_format = params.get("format", ".mp4")
+    if side_format not in SIDE_FORMATS:
+        raise AnimationError(f"animate_params.format must be one of {', '.join(SIDE_FORMATS)}, got {side_format!r}")
+    out_dir = out_dir or os.path.join(os.path.dirname(os.path.abspath(checkpoint_path)), "animation")
+    if not overwrite:
+        refuse_overwrite(existing_outputs(out_dir, [p.name for p in pairs], side_format),
+                         f"animation outputs in {out_dir}")
+    fps = fps or params.get("fps", 25)
+    kp_detector, generator, checkpoint = inference.load_animation_networks(config, checkpoint_path, device)
+    animator = inference.Animator(kp_detector, generator, device, precision, compile,
+                                  batch_frames or params.get("batch_frames", 8))
+    normalization = Normalization.from_config(config)
+    keypoint_dir = dataset.get("keypoint_dir") or os.path.join(dataset["root_dir"], "keypoints")
+    priors = PriorSource(keypoint_dir, frame_size, dataset.get("prior_mode", "first_frame"),
+                         dataset.get("strict_prior", False), LazyLandmarker(landmarker))
+    results = []
+    for number, pair in enumerate(pairs, 1):
+        target_file = _target_image(test_dir, pair.target)
+        target_raw = read_image(target_file)
+        target = resize_frame(target_raw, frame_size)
+        files = list_frames(os.path.join(test_dir, pair.driving))
+        if not files:
+            raise AnimationError(f"{os.path.join(test_dir, pair.driving)}: driving clip has no frames")
+        first_raw = read_image(files[0])
+        first = resize_frame(first_raw, frame_size)
+        gray = decide_gray(grayscale or params.get("grayscale", "auto"), animator.num_channels, checkpoint,
+                           target, first)
+        target_prior = first_prior = prior_of = None
+        if animator.uses_prior:
+            target_track = priors.track(pair.target, [target_file], target_raw.shape[:2])
+            target_prior = target_track(0, target_raw)
+            inference.warn_fallback(pair.target, target_track.fallbacks)
+            prior_of = priors.track(pair.driving, files, first_raw.shape[:2])
+            first_prior = prior_of(0, first_raw)
+        source = animator.encode_source(target, target_prior, gray)
+        kp_initial = inference.reference_keypoints(animator, first, first_prior, gray)
+
+        def driving(files=files, prior_of=prior_of):
+            for index, path in enumerate(files):
+                raw = read_image(path)
+                yield path.name, resize_frame(raw, frame_size), (prior_of(index, raw) if prior_of else None)
+
+        outputs = pair_outputs(out_dir, pair.name, side_format)
+        count = write_pair(animator, source, target, driving(), len(files), kp_initial, normalization, outputs,
+                           fps, gray, params.get("strip_frames", 12))
+        if prior_of is not None:
+            inference.warn_fallback(pair.driving, prior_of.fallbacks)
+        log(f"[{number}/{len(pairs)}] {pair.name}: {count} frames → {outputs['frames']}")
+        results.append({"pair": pair.name, "frames": count, "outputs": outputs})
+    return results
+
+
+def run(config, args):
+    """run.py --mode animate."""
+    if not getattr(args, "checkpoint", None):
+        raise AnimationError("animate needs --checkpoint (the trained model to animate with)")
+    from runtime import select_device
+
+    return animate_dataset(config, args.checkpoint, out_dir=args.out, device=select_device(args.device),
+                           precision=args.precision, compile=args.compile, batch_frames=args.batch_frames,
+                           fps=args.fps, overwrite=args.overwrite, num_pairs=args.num_pairs,
+                           grayscale=args.grayscale)

@@ -1,0 +1,69 @@
+"""Facial prior keypoints for the inputs of animation: from kpmaker's files when present, else measured
+with dlib on the spot (SPEC §2), never silently replaced by the fallback template."""
+import os
+
+import numpy as np
+import torch
+
+from modules.facial_prior import fallback_prior, prior_from_landmarks
+
+
+class PriorError(RuntimeError):
+    """No face where strict mode needs one, or a keypoint file that does not fit its clip."""
+
+
+class LazyLandmarker:
+    """Builds dlib's models (about a second) on first use only; a run without dlib work pays nothing."""
+
+    def __init__(self, landmarker=None):
+        self._landmarker = landmarker
+
+    def __call__(self):
+        if self._landmarker is None:
+            from modules.face_landmarks import FaceLandmarker
+
+            self._landmarker = FaceLandmarker()
+        return self._landmarker
+
+
+def image_prior(landmarker, image, strict=False, what="image"):
+    """The 18 prior keypoints of one image. (H, W, 3) uint8 → ((18, 2) float32 pixels, found).
+
+    No face: the published template scaled to the image (found False), or PriorError when ``strict``.
+    """
+    landmarks = landmarker.landmarks(image)
+    if landmarks is None:
+        if strict:
+            raise PriorError(f"{what}: dlib finds no face (strict prior); crop the face or turn strict_prior off")
+        return fallback_prior(np.asarray(image).shape[:2]).numpy(), False
+    return prior_from_landmarks(torch.from_numpy(landmarks)).numpy().astype(np.float32), True
+
+
+def keypoint_file(keypoint_dir, clip):
+    """Where kpmaker keeps a clip's keypoints: <keypoint_dir>/<clip>.npz (exact clip name)."""
+    return os.path.join(keypoint_dir, f"{clip}.npz")
+
+
+def read_prior_track(path, frame_names):
+    """Prior keypoints (T, 18, 2) float32 and found (T,) bool from a kpmaker file, checked against the
+    clip's frame names. Raises PriorError when the file lists other frames (re-run kpmaker)."""
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            prior = np.asarray(data["prior"], np.float32)
+            found = np.asarray(data["found"], bool) if "found" in data else np.ones(len(prior), bool)
+            stored = [str(n) for n in data["frames"]] if "frames" in data else None
+    except (OSError, KeyError, ValueError) as error:
+        raise PriorError(f"{path}: not a readable keypoint file ({error}); re-run kpmaker.py") from None
+    names = [os.path.basename(n) for n in frame_names]
+    if stored is not None and [os.path.basename(n) for n in stored] != names or len(prior) != len(names):
+        raise PriorError(f"{path}: keypoints were made for other frames than the clip now has "
+                         f"({len(prior)} vs {len(names)}); re-run kpmaker.py on this dataset")
+    return prior, found
+
+
+def scale_prior(prior, from_size, to_size):
+    """Pixel keypoints of a (H, W) frame → those of the frame resized to ``to_size``. (..., 2) → (..., 2)."""
+    (fh, fw), (th, tw) = from_size, to_size
+    if (fh, fw) == (th, tw):
+        return np.asarray(prior, np.float32)
+    return (np.asarray(prior, np.float64) * np.array([tw / fw, th / fh])).astype(np.float32)

@@ -1,0 +1,256 @@
+"""Running the trained networks on a target face and a stream of driving frames.
+
+Shared by animate.py, reconstruction.py and demo.py. The target face is encoded once (keypoints and
+the generator's source features); driving frames go through in batches under ``torch.inference_mode``,
+optionally in bf16 autocast (CPU and CUDA) and/or compiled. fp32 without compilation is the default
+and reproduces the published forward pass.
+"""
+import argparse
+import contextlib
+import itertools
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from checkpoint import load_networks, read_checkpoint
+from configuration import build_networks
+from modules.motion_transfer import normalize_kp
+
+PRECISIONS = ("fp32", "bf16")
+# ITU-R BT.601 luma, as PIL's convert("L") weighs the channels.
+LUMA = (0.299, 0.587, 0.114)
+
+
+class AnimationError(RuntimeError):
+    """Animation cannot go on; the message says what is wrong and what to do."""
+
+
+@dataclass(frozen=True)
+class Normalization:
+    """How driving keypoints move the target's (SPEC §5; ``normalize_kp`` semantics)."""
+    adapt_movement_scale: bool = False
+    use_relative_movement: bool = True
+    use_relative_jacobian: bool = True
+
+    @classmethod
+    def from_config(cls, config):
+        params = ((config.get("animate_params") or {}).get("normalization_params") or {})
+        return cls(**{k: bool(params[k]) for k in ("adapt_movement_scale", "use_relative_movement",
+                                                   "use_relative_jacobian") if k in params})
+
+    def as_kwargs(self):
+        return {"adapt_movement_scale": self.adapt_movement_scale,
+                "use_relative_movement": self.use_relative_movement,
+                "use_relative_jacobian": self.use_relative_jacobian}
+
+
+ABSOLUTE = Normalization(False, False, False)
+
+
+@dataclass
+class Source:
+    """The encoded target face: image (1, C, H, W), generator features, keypoints (batch 1)."""
+    image: torch.Tensor
+    features: torch.Tensor
+    kp: dict
+
+
+def load_animation_networks(config, checkpoint_path, device):
+    """(kp_detector, generator, checkpoint dict) from a config and a checkpoint, in eval mode on ``device``.
+
+    Raises CheckpointError when the file is unreadable or does not fit the config's networks.
+    """
+    kp_detector, generator, _ = build_networks(config["model_params"])
+    checkpoint = read_checkpoint(checkpoint_path)
+    load_networks(checkpoint, {"kp_detector": kp_detector, "generator": generator}, checkpoint_path)
+    for module in (kp_detector, generator):
+        module.eval().requires_grad_(False).to(device)
+    return kp_detector, generator, checkpoint
+
+
+def frames_to_tensor(frames, num_channels=3, gray=False):
+    """(B, H, W, 3) uint8 → (B, C, H, W) float32 in [0, 1]. One-channel models and ``gray`` get luma
+    (repeated to C channels)."""
+    x = torch.from_numpy(np.require(frames, requirements=("C", "W"))).permute(0, 3, 1, 2).float().div_(255)
+    if num_channels == 1 or gray:
+        x = (x * torch.tensor(LUMA).view(1, 3, 1, 1)).sum(dim=1, keepdim=True)
+        x = x.expand(-1, num_channels, -1, -1).contiguous()
+    return x
+
+
+def tensor_to_frames(x, gray=False):
+    """(B, C, H, W) float in [0, 1] → (B, H, W, 3) uint8 (rounded). One channel, or ``gray``, gives
+    equal R, G and B."""
+    x = x.detach().float().clamp(0, 1)
+    if x.shape[1] == 1:
+        x = x.expand(-1, 3, -1, -1)
+    elif gray:
+        x = (x * torch.tensor(LUMA, device=x.device).view(1, 3, 1, 1)).sum(dim=1, keepdim=True).expand(-1, 3, -1, -1)
+    return (x * 255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+
+
+def is_gray(frame, tolerance=2):
+    """True when an (H, W, 3) uint8 frame has (nearly) equal channels."""
+    frame = np.asarray(frame, np.int16)
+    return bool(np.abs(frame[..., 0] - frame[..., 1]).max() <= tolerance
+                and np.abs(frame[..., 1] - frame[..., 2]).max() <= tolerance)
+
+
+def _float_kp(kp):
+    # Autocast leaves keypoints in bf16; the inverse of the jacobians in normalize_kp needs float32.
+    return {k: v.float() for k, v in kp.items()}
+
+
+class Animator:
+    """The networks plus how to run them. Methods take and return tensors on ``device``.
+
+    ``precision``: 'fp32' or 'bf16' (autocast; channels_last memory on CPU, where oneDNN's bf16 kernels
+    want it). ``compile``: torch.compile the keypoint detector and the decoder; batches are then padded
+    to ``batch_frames`` so that one compiled graph serves every batch.
+    """
+
+    def __init__(self, kp_detector, generator, device, precision="fp32", compile=False, batch_frames=8):
+        if precision not in PRECISIONS:
+            raise AnimationError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+        if batch_frames < 1:
+            raise AnimationError(f"batch_frames must be at least 1, got {batch_frames}")
+        self.device = torch.device(device)
+        self.precision = precision
+        self.batch_frames = int(batch_frames)
+        self.num_channels = generator.num_channels
+        self.uses_prior = getattr(kp_detector, "mode", "prior") == "prior"
+        self.channels_last = precision == "bf16" and self.device.type == "cpu"
+        if self.channels_last:
+            kp_detector.to(memory_format=torch.channels_last)
+            generator.to(memory_format=torch.channels_last)
+        self.kp_detector, self.generator = kp_detector, generator
+        self._detect, self._encode, self._decode = kp_detector, generator.encode_source, generator.decode
+        self.compiled = bool(compile)
+        if self.compiled:
+            self._detect = torch.compile(kp_detector, dynamic=False)
+            self._decode = torch.compile(generator.decode, dynamic=False)
+
+    def _autocast(self):
+        if self.precision == "bf16":
+            return torch.autocast(self.device.type, dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def to_device(self, frames, gray=False):
+        """(B, H, W, 3) uint8 frames → network input on the device."""
+        x = frames_to_tensor(frames, self.num_channels, gray).to(self.device)
+        return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
+
+    def _priors(self, priors, batch):
+        if not self.uses_prior:
+            return None
+        if priors is None:
+            raise AnimationError("this checkpoint uses the facial prior: every frame needs its prior keypoints")
+        priors = torch.as_tensor(np.asarray(priors, np.float32), device=self.device)
+        return priors.expand(batch, -1, -1) if priors.dim() == 3 and priors.shape[0] == 1 else priors
+
+    def keypoints(self, frames, priors=None):
+        """Keypoints of (B, C, H, W) frames; ``priors`` (B, 18, 2) pixels in prior mode.
+        → {'value': (B, K, 2), 'jacobian': (B, K, 2, 2)} float32."""
+        with torch.inference_mode(), self._autocast():
+            if self.uses_prior:
+                kp = self._detect(frames, self._priors(priors, frames.shape[0]))
+            else:
+                kp = self._detect(frames)
+        return _float_kp(kp)
+
+    def encode_source(self, image, prior=None, gray=False):
+        """Encode the target face once. image (H, W, 3) uint8, prior (18, 2) pixels → Source."""
+        x = self.to_device(np.asarray(image)[None], gray)
+        kp = self.keypoints(x, None if prior is None else np.asarray(prior)[None])
+        with torch.inference_mode(), self._autocast():
+            features = self._encode(x)
+        return Source(x, features, kp)
+
+    def drive(self, source, frames, priors=None, kp_initial=None, normalization=ABSOLUTE):
+        """Generated frames for a batch of driving frames (B, C, H, W) (already on the device).
+
+        ``kp_initial``: keypoints of the driving clip's reference frame (batch 1), needed for relative
+        transfer. → (B, C, H, W) float32.
+        """
+        batch = frames.shape[0]
+        if self.compiled and batch < self.batch_frames:
+            # Repeat the last frame up to the compiled batch size; the extra outputs are dropped.
+            pad = self.batch_frames - batch
+            frames = torch.cat([frames, frames[-1:].expand(pad, *frames.shape[1:])])
+            if priors is not None and self.uses_prior:
+                priors = np.asarray(priors, np.float32)
+                priors = np.concatenate([priors, np.repeat(priors[-1:], pad, axis=0)])
+        kp_driving = self.keypoints(frames, priors)
+        if normalization.use_relative_movement and kp_initial is None:
+            raise AnimationError("relative motion transfer needs the keypoints of the driving clip's first frame")
+        kp_norm = normalize_kp(kp_source=source.kp, kp_driving=kp_driving, kp_driving_initial=kp_initial,
+                               **normalization.as_kwargs())
+        with torch.inference_mode(), self._autocast():
+            out = self._decode(source.image, source.features, kp_norm, source.kp)["prediction"]
+        return out[:batch].float()
+
+
+def batched(iterable, size):
+    """Consecutive lists of up to ``size`` items, lazily."""
+    iterator = iter(iterable)
+    while True:
+        chunk = list(itertools.islice(iterator, size))
+        if not chunk:
+            return
+        yield chunk
+
+
+def animate_frames(animator, source, driving, kp_initial=None, normalization=ABSOLUTE, gray=False):
+    """Stream a driving clip through the networks.
+
+    driving: iterable of (name, frame (H, W, 3) uint8 at the model's size, prior (18, 2) px or None).
+    Yields (name, driving frame, generated frame (H, W, 3) uint8) in order, ``animator.batch_frames``
+    frames per forward pass; nothing holds more than one batch.
+    """
+    for chunk in batched(driving, animator.batch_frames):
+        names, frames, priors = zip(*chunk)
+        stacked = np.stack(frames)
+        prior_batch = np.stack(priors) if animator.uses_prior else None
+        generated = tensor_to_frames(animator.drive(source, animator.to_device(stacked, gray), prior_batch,
+                                                    kp_initial, normalization), gray)
+        yield from zip(names, frames, generated)
+
+
+def reference_keypoints(animator, frame, prior=None, gray=False):
+    """Keypoints (batch 1) of the driving clip's reference frame, for relative transfer."""
+    return animator.keypoints(animator.to_device(np.asarray(frame)[None], gray),
+                              None if prior is None else np.asarray(prior, np.float32)[None])
+
+
+def warn_fallback(what, frames):
+    """One warning naming where the facial prior fell back to the template."""
+    if frames:
+        shown = ", ".join(map(str, frames[:5])) + (f", … ({len(frames)} in all)" if len(frames) > 5 else "")
+        warnings.warn(f"{what}: no face found by dlib in {shown}; the published fallback template was used "
+                      "for the facial prior", stacklevel=2)
+
+
+def add_argument_once(parser, *flags, **kwargs):
+    """parser.add_argument, skipped when the flag exists already (animate and reconstruction add the
+    same flags to run.py's one parser)."""
+    try:
+        parser.add_argument(*flags, **kwargs)
+    except argparse.ArgumentError:
+        pass
+
+
+def add_run_arguments(parser):
+    """Flags shared by animate and reconstruction (run.py owns --config, --checkpoint, --device, …)."""
+    add_argument_once(parser, "--out", default=None,
+                      help="output folder (default: <checkpoint folder>/animation or /reconstruction)")
+    add_argument_once(parser, "--overwrite", action="store_true", help="replace outputs that exist already")
+    add_argument_once(parser, "--batch_frames", type=int, default=None,
+                      help="driving frames per forward pass (default: animate_params.batch_frames)")
+    add_argument_once(parser, "--fps", type=float, default=None,
+                      help="playback rate of the written videos (default: the config's, 25)")
+    add_argument_once(parser, "--precision", choices=PRECISIONS, default="fp32",
+                      help="fp32 (default, matches the published outputs) or bf16 autocast (CPU and CUDA, faster)")
+    add_argument_once(parser, "--compile", action="store_true",
+                      help="torch.compile the networks first (pays off for long runs; needs a C++ compiler on CPU)")

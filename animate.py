@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 import inference
-from clip_priors import LazyLandmarker, image_prior, keypoint_file, read_prior_track, scale_prior
+from clip_priors import LazyLandmarker, PriorSource
 from frame_io import clip_folders, list_frames
 from inference import AnimationError, Normalization
 from video_io import FrameFolderWriter, StripWriter, VideoWriter, read_image, resize_frame, side_by_side, strip_indices
@@ -126,62 +126,6 @@ def write_pair(animator, source, target, driving, num_frames, kp_initial, normal
         raise
 
 
-class PriorTrack:
-    """Prior keypoints of one clip's frames at the model's size: ``track(index, frame)`` → (18, 2), the
-    frame as read (before resizing: dlib sees the full resolution).
-
-    From a kpmaker file when there is one, else measured with dlib as frames arrive (first_frame mode:
-    once, on the reference frame). Frames that fell back to the template are listed in ``fallbacks``.
-    """
-
-    def __init__(self, clip, files, frame_size, mode, strict, landmarker, stored=None, reference=0):
-        self.clip, self.files, self.frame_size = clip, files, tuple(frame_size)
-        self.key = (lambda index: reference) if mode == "first_frame" else (lambda index: index)
-        self.strict, self.landmarker, self.stored = strict, landmarker, stored
-        self.fallbacks = []
-        self._cache = {}
-
-    def __call__(self, index, frame):
-        key = self.key(index)
-        if self.stored is not None:
-            return self.stored[key]
-        if key not in self._cache:
-            if key != index:  # the reference frame of a first_frame track, measured once
-                frame = read_image(self.files[key])
-            value, found = image_prior(self.landmarker(), frame, self.strict, what=f"{self.clip}/{self.files[key].name}")
-            if not found:
-                self.fallbacks.append(self.files[key].name)
-            self._cache = {key: scale_prior(value, np.asarray(frame).shape[:2], self.frame_size)}  # per-frame keys never repeat; keep only the latest
-        return self._cache[key]
-
-
-class PriorSource:
-    """Prior tracks of a dataset's clips: kpmaker's files (<keypoint_dir>/<clip>.npz) when present, else
-    dlib now. ``mode``: 'first_frame' (the reference frame's prior for every frame, as published) or
-    'per_frame'; ``strict``: no face is an error instead of the fallback template."""
-
-    def __init__(self, keypoint_dir, frame_size, mode="first_frame", strict=False, landmarker=None):
-        self.keypoint_dir = keypoint_dir
-        self.frame_size = tuple(frame_size)
-        self.mode = mode
-        self.strict = strict
-        self.landmarker = landmarker or LazyLandmarker()
-
-    def track(self, clip, files, original_size, reference=0):
-        """PriorTrack of a clip whose frames are ``files`` of (H, W) ``original_size``."""
-        stored = None
-        path = keypoint_file(self.keypoint_dir, clip) if self.keypoint_dir else None
-        if path is not None and os.path.isfile(path):
-            prior, found = read_prior_track(path, [f.name for f in files])
-            if self.strict and not found.all():
-                raise AnimationError(f"{path}: no face in {int((~found).sum())} frame(s) of {clip} (strict prior)")
-            stored = scale_prior(prior, original_size, self.frame_size)
-        track = PriorTrack(clip, files, self.frame_size, self.mode, self.strict, self.landmarker, stored, reference)
-        if stored is not None:
-            track.fallbacks = [files[i].name for i in np.flatnonzero(~found)]
-        return track
-
-
 def _target_image(test_dir, face):
     files = list_frames(os.path.join(test_dir, face))
     if not files:
@@ -208,7 +152,6 @@ def animate_dataset(config, checkpoint_path, out_dir=None, device="cpu", precisi
     """
     dataset = config["dataset_params"]
     params = config.get("animate_params") or {}
-    frame_size = tuple(dataset["frame_shape"][:2])
     test_dir = os.path.join(dataset["root_dir"], "test")
     if not os.path.isdir(test_dir):
         raise AnimationError(f"{test_dir}: no test split (dataset_params.root_dir/test)")
@@ -227,48 +170,90 @@ def animate_dataset(config, checkpoint_path, out_dir=None, device="cpu", precisi
         refuse_overwrite(existing_outputs(out_dir, [p.name for p in pairs], side_format),
                          f"animation outputs in {out_dir}")
     fps = fps or params.get("fps", 25)
-    kp_detector, generator, checkpoint = inference.load_animation_networks(config, checkpoint_path, device)
-    animator = inference.Animator(kp_detector, generator, device, precision, compile,
-                                  batch_frames or params.get("batch_frames", 8))
+    session = Session.open(config, checkpoint_path, device, precision, compile, batch_frames, grayscale, landmarker)
     normalization = Normalization.from_config(config)
-    keypoint_dir = dataset.get("keypoint_dir") or os.path.join(dataset["root_dir"], "keypoints")
-    priors = PriorSource(keypoint_dir, frame_size, dataset.get("prior_mode", "first_frame"),
-                         dataset.get("strict_prior", False), LazyLandmarker(landmarker))
     results = []
     for number, pair in enumerate(pairs, 1):
-        target_file = _target_image(test_dir, pair.target)
-        target_raw = read_image(target_file)
-        target = resize_frame(target_raw, frame_size)
-        files = list_frames(os.path.join(test_dir, pair.driving))
-        if not files:
-            raise AnimationError(f"{os.path.join(test_dir, pair.driving)}: driving clip has no frames")
-        first_raw = read_image(files[0])
-        first = resize_frame(first_raw, frame_size)
-        gray = decide_gray(grayscale or params.get("grayscale", "auto"), animator.num_channels, checkpoint,
-                           target, first)
-        target_prior = first_prior = prior_of = None
-        if animator.uses_prior:
-            target_track = priors.track(pair.target, [target_file], target_raw.shape[:2])
-            target_prior = target_track(0, target_raw)
-            inference.warn_fallback(pair.target, target_track.fallbacks)
-            prior_of = priors.track(pair.driving, files, first_raw.shape[:2])
-            first_prior = prior_of(0, first_raw)
-        source = animator.encode_source(target, target_prior, gray)
-        kp_initial = inference.reference_keypoints(animator, first, first_prior, gray)
-
-        def driving(files=files, prior_of=prior_of):
-            for index, path in enumerate(files):
-                raw = read_image(path)
-                yield path.name, resize_frame(raw, frame_size), (prior_of(index, raw) if prior_of else None)
-
+        job = session.prepare(pair.target, _target_image(test_dir, pair.target), pair.driving,
+                              list_frames(os.path.join(test_dir, pair.driving)))
         outputs = pair_outputs(out_dir, pair.name, side_format)
-        count = write_pair(animator, source, target, driving(), len(files), kp_initial, normalization, outputs,
-                           fps, gray, params.get("strip_frames", 12))
-        if prior_of is not None:
-            inference.warn_fallback(pair.driving, prior_of.fallbacks)
+        count = write_pair(session.animator, job.source, job.target, job.driving(), job.num_frames,
+                           job.kp_initial, normalization, outputs, fps, job.gray, params.get("strip_frames", 12))
+        job.warn_fallbacks()
         log(f"[{number}/{len(pairs)}] {pair.name}: {count} frames → {outputs['frames']}")
         results.append({"pair": pair.name, "frames": count, "outputs": outputs})
     return results
+
+
+@dataclass
+class Job:
+    """One target face encoded and one driving clip ready to stream."""
+    source: object
+    target: np.ndarray          # (H, W, 3) uint8 at the model's size
+    kp_initial: dict
+    files: list
+    frame_size: tuple
+    gray: bool
+    tracks: tuple               # PriorTracks (target, driving) or ()
+
+    @property
+    def num_frames(self):
+        return len(self.files)
+
+    def driving(self):
+        """(name, frame at the model's size, prior or None) for every driving frame, read lazily."""
+        prior_of = self.tracks[1] if self.tracks else None
+        for index, path in enumerate(self.files):
+            raw = read_image(path)
+            yield path.name, resize_frame(raw, self.frame_size), (prior_of(index, raw) if prior_of else None)
+
+    def warn_fallbacks(self):
+        for track in self.tracks:
+            inference.warn_fallback(track.clip, track.fallbacks)
+
+
+@dataclass
+class Session:
+    """Networks, animator and prior source of one run over a dataset's test split."""
+    animator: inference.Animator
+    checkpoint: dict
+    priors: PriorSource
+    frame_size: tuple
+    grayscale: str
+
+    @classmethod
+    def open(cls, config, checkpoint_path, device="cpu", precision="fp32", compile=False, batch_frames=None,
+             grayscale=None, landmarker=None):
+        dataset = config["dataset_params"]
+        params = config.get("animate_params") or {}
+        kp_detector, generator, checkpoint = inference.load_animation_networks(config, checkpoint_path, device)
+        animator = inference.Animator(kp_detector, generator, device, precision, compile,
+                                      batch_frames or params.get("batch_frames", 8))
+        frame_size = tuple(dataset["frame_shape"][:2])
+        keypoint_dir = dataset.get("keypoint_dir") or os.path.join(dataset["root_dir"], "keypoints")
+        priors = PriorSource(keypoint_dir, frame_size, dataset.get("prior_mode", "first_frame"),
+                             dataset.get("strict_prior", False), LazyLandmarker(landmarker))
+        return cls(animator, checkpoint, priors, frame_size, grayscale or params.get("grayscale", "auto"))
+
+    def prepare(self, target_name, target_file, clip, files):
+        """Encode the target face (an image file) and the clip's reference frame (its first). → Job."""
+        if not files:
+            raise AnimationError(f"{clip}: driving clip has no frames")
+        target_raw = read_image(target_file)
+        target = resize_frame(target_raw, self.frame_size)
+        first_raw = read_image(files[0])
+        first = resize_frame(first_raw, self.frame_size)
+        gray = decide_gray(self.grayscale, self.animator.num_channels, self.checkpoint, target, first)
+        target_prior = first_prior = None
+        tracks = ()
+        if self.animator.uses_prior:
+            tracks = (self.priors.track(target_name, [target_file], target_raw.shape[:2]),
+                      self.priors.track(clip, files, first_raw.shape[:2]))
+            target_prior = tracks[0](0, target_raw)
+            first_prior = tracks[1](0, first_raw)
+        source = self.animator.encode_source(target, target_prior, gray)
+        kp_initial = inference.reference_keypoints(self.animator, first, first_prior, gray)
+        return Job(source, target, kp_initial, list(files), self.frame_size, gray, tracks)
 
 
 def run(config, args):

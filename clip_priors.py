@@ -5,6 +5,8 @@ import os
 import numpy as np
 import torch
 
+from video_io import read_image
+
 from modules.facial_prior import fallback_prior, prior_from_landmarks
 
 
@@ -67,3 +69,59 @@ def scale_prior(prior, from_size, to_size):
     if (fh, fw) == (th, tw):
         return np.asarray(prior, np.float32)
     return (np.asarray(prior, np.float64) * np.array([tw / fw, th / fh])).astype(np.float32)
+
+
+class PriorTrack:
+    """Prior keypoints of one clip's frames at the model's size: ``track(index, frame)`` → (18, 2), the
+    frame as read (before resizing: dlib sees the full resolution).
+
+    From a kpmaker file when there is one, else measured with dlib as frames arrive (first_frame mode:
+    once, on the reference frame). Frames that fell back to the template are listed in ``fallbacks``.
+    """
+
+    def __init__(self, clip, files, frame_size, mode, strict, landmarker, stored=None, reference=0):
+        self.clip, self.files, self.frame_size = clip, files, tuple(frame_size)
+        self.key = (lambda index: reference) if mode == "first_frame" else (lambda index: index)
+        self.strict, self.landmarker, self.stored = strict, landmarker, stored
+        self.fallbacks = []
+        self._cache = {}
+
+    def __call__(self, index, frame):
+        key = self.key(index)
+        if self.stored is not None:
+            return self.stored[key]
+        if key not in self._cache:
+            if key != index:  # the reference frame of a first_frame track, measured once
+                frame = read_image(self.files[key])
+            value, found = image_prior(self.landmarker(), frame, self.strict, what=f"{self.clip}/{self.files[key].name}")
+            if not found:
+                self.fallbacks.append(self.files[key].name)
+            self._cache = {key: scale_prior(value, np.asarray(frame).shape[:2], self.frame_size)}  # per-frame keys never repeat; keep only the latest
+        return self._cache[key]
+
+
+class PriorSource:
+    """Prior tracks of a dataset's clips: kpmaker's files (<keypoint_dir>/<clip>.npz) when present, else
+    dlib now. ``mode``: 'first_frame' (the reference frame's prior for every frame, as published) or
+    'per_frame'; ``strict``: no face is an error instead of the fallback template."""
+
+    def __init__(self, keypoint_dir, frame_size, mode="first_frame", strict=False, landmarker=None):
+        self.keypoint_dir = keypoint_dir
+        self.frame_size = tuple(frame_size)
+        self.mode = mode
+        self.strict = strict
+        self.landmarker = landmarker or LazyLandmarker()
+
+    def track(self, clip, files, original_size, reference=0):
+        """PriorTrack of a clip whose frames are ``files`` of (H, W) ``original_size``."""
+        stored = None
+        path = keypoint_file(self.keypoint_dir, clip) if self.keypoint_dir else None
+        if path is not None and os.path.isfile(path):
+            prior, found = read_prior_track(path, [f.name for f in files])
+            if self.strict and not found.all():
+                raise PriorError(f"{path}: no face in {int((~found).sum())} frame(s) of {clip} (strict prior)")
+            stored = scale_prior(prior, original_size, self.frame_size)
+        track = PriorTrack(clip, files, self.frame_size, self.mode, self.strict, self.landmarker, stored, reference)
+        if stored is not None:
+            track.fallbacks = [files[i].name for i in np.flatnonzero(~found)]
+        return track

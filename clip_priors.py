@@ -1,6 +1,5 @@
 """Facial prior keypoints for the inputs of animation: from kpmaker's files when present, else measured
 with dlib on the spot (SPEC §2), never silently replaced by the fallback template."""
-import os
 
 import numpy as np
 import torch
@@ -39,28 +38,6 @@ def image_prior(landmarker, image, strict=False, what="image"):
             raise PriorError(f"{what}: dlib finds no face (strict prior); crop the face or turn strict_prior off")
         return fallback_prior(np.asarray(image).shape[:2]).numpy(), False
     return prior_from_landmarks(torch.from_numpy(landmarks)).numpy().astype(np.float32), True
-
-
-def keypoint_file(keypoint_dir, clip):
-    """Where kpmaker keeps a clip's keypoints: <keypoint_dir>/<clip>.npz (exact clip name)."""
-    return os.path.join(keypoint_dir, f"{clip}.npz")
-
-
-def read_prior_track(path, frame_names):
-    """Prior keypoints (T, 18, 2) float32 and found (T,) bool from a kpmaker file, checked against the
-    clip's frame names. Raises PriorError when the file lists other frames (re-run kpmaker)."""
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            prior = np.asarray(data["prior"], np.float32)
-            found = np.asarray(data["found"], bool) if "found" in data else np.ones(len(prior), bool)
-            stored = [str(n) for n in data["frames"]] if "frames" in data else None
-    except (OSError, KeyError, ValueError) as error:
-        raise PriorError(f"{path}: not a readable keypoint file ({error}); re-run kpmaker.py") from None
-    names = [os.path.basename(n) for n in frame_names]
-    if stored is not None and [os.path.basename(n) for n in stored] != names or len(prior) != len(names):
-        raise PriorError(f"{path}: keypoints were made for other frames than the clip now has "
-                         f"({len(prior)} vs {len(names)}); re-run kpmaker.py on this dataset")
-    return prior, found
 
 
 def scale_prior(prior, from_size, to_size):
@@ -114,14 +91,19 @@ class PriorSource:
 
     def track(self, clip, files, original_size, reference=0):
         """PriorTrack of a clip whose frames are ``files`` of (H, W) ``original_size``."""
-        stored = None
-        path = keypoint_file(self.keypoint_dir, clip) if self.keypoint_dir else None
-        if path is not None and os.path.isfile(path):
-            prior, found = read_prior_track(path, [f.name for f in files])
-            if self.strict and not found.all():
-                raise PriorError(f"{path}: no face in {int((~found).sum())} frame(s) of {clip} (strict prior)")
+        from frames_dataset import read_clip_prior
+        from kpmaker import keypoint_path
+
+        stored = found = None
+        if self.keypoint_dir and keypoint_path(self.keypoint_dir, clip).is_file():
+            # frames_dataset checks the file against the clip's frames and applies strict mode.
+            prior, found = read_clip_prior(self.keypoint_dir, clip, "per_frame", [f.name for f in files], False)
             stored = scale_prior(prior, original_size, self.frame_size)
         track = PriorTrack(clip, files, self.frame_size, self.mode, self.strict, self.landmarker, stored, reference)
         if stored is not None:
-            track.fallbacks = [files[i].name for i in np.flatnonzero(~found)]
+            used = [reference] if self.mode == "first_frame" else range(len(files))
+            track.fallbacks = [files[i].name for i in used if not found[i]]
+            if self.strict and track.fallbacks:
+                raise PriorError(f"{clip}: no face in {', '.join(track.fallbacks[:3])} (strict_prior); fix the "
+                                 "frames or turn strict_prior off (fallback template)")
         return track

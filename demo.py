@@ -1,0 +1,249 @@
+"""One target face, one driving clip, one result video.
+
+    python demo.py --config config/your_dataset_test.yaml --checkpoint CKPT \\
+        --source_image face.jpg --driving_video clip.mp4 [--result_video result.mp4] [--crop]
+
+--driving_video is a video file (mp4, avi, mov, gif, …) or a folder of frames. ``--crop`` detects the
+face and crops it the way preprocess.py does (target: its own box; driving clip: the first frame's box
+for every frame); without it both are only resized to the model's frame size, so the faces must
+already fill the frame. Motion is relative (the config's normalisation) unless ``--absolute``;
+``--best_frame N`` / ``--find_best_frame`` start the relative motion from driving frame N / from the
+frame whose landmarks best match the target's. The result is the generated clip (``--side_by_side``:
+driving | target | generated) as mp4 or gif, by the extension of --result_video.
+"""
+import argparse
+import itertools
+import os
+import sys
+from dataclasses import replace
+
+import numpy as np
+from scipy.spatial import ConvexHull
+
+import inference
+from clip_priors import LazyLandmarker, image_prior, scale_prior
+from inference import AnimationError, Normalization
+from video_io import VideoWriter, iter_clip, read_image, resize_frame, side_by_side
+
+# dlib sees at least this many pixels per side when the model's frames are smaller (tiny configs).
+MEASURE_SIZE = 256
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(description="Animate one target face with one driving clip.")
+    parser.add_argument("--config", required=True, help="the YAML config the checkpoint was trained with")
+    parser.add_argument("--checkpoint", required=True, help="trained checkpoint (.pth.tar)")
+    parser.add_argument("--source_image", required=True, help="the target face (an image file)")
+    parser.add_argument("--driving_video", required=True, help="driving clip: a video file or a folder of frames")
+    parser.add_argument("--result_video", default="result.mp4", help="output, .mp4 or .gif (default: result.mp4)")
+    parser.add_argument("--crop", action="store_true", help="detect and crop the faces as preprocess.py does")
+    parser.add_argument("--margin", type=float, default=0.0,
+                        help="with --crop: grow the face box by this fraction per side (preprocess.py's --margin)")
+    motion = parser.add_mutually_exclusive_group()
+    motion.add_argument("--relative", dest="relative", action="store_true", default=None,
+                        help="relative motion transfer (default: the config's normalization_params)")
+    motion.add_argument("--absolute", dest="relative", action="store_false",
+                        help="absolute: the driving keypoints as they are")
+    parser.add_argument("--adapt_scale", action="store_true", default=None,
+                        help="scale the motion by the faces' size ratio (convex hull of the keypoints)")
+    best = parser.add_mutually_exclusive_group()
+    best.add_argument("--best_frame", type=int, default=None, help="driving frame the relative motion starts from")
+    best.add_argument("--find_best_frame", action="store_true",
+                      help="start from the driving frame whose landmarks best match the target's")
+    parser.add_argument("--side_by_side", action="store_true", help="write driving | target | generated")
+    device = parser.add_mutually_exclusive_group()
+    device.add_argument("--device", default="auto", help="auto (default), cpu, cuda or cuda:N")
+    device.add_argument("--cpu", action="store_true", help="same as --device cpu")
+    parser.add_argument("--fps", type=float, default=None, help="playback rate (default: animate_params.fps, 25)")
+    parser.add_argument("--batch_frames", type=int, default=None, help="driving frames per forward pass")
+    parser.add_argument("--precision", choices=inference.PRECISIONS, default="fp32", help="fp32 (default) or bf16")
+    parser.add_argument("--compile", action="store_true", help="torch.compile the networks first")
+    parser.add_argument("--grayscale", choices=("auto", "gray", "color"), default=None,
+                        help="gray output (default: animate_params.grayscale, auto)")
+    parser.add_argument("--overwrite", action="store_true", help="replace --result_video if it exists")
+    return parser
+
+
+class Framing:
+    """How raw frames become model input: an optional square crop, then a resize.
+
+    ``measure(raw)`` is what dlib sees: the same crop at ≥ MEASURE_SIZE pixels, so priors are measured
+    at a useful resolution even for 64-pixel models.
+    """
+
+    def __init__(self, frame_size, square=None):
+        self.frame_size = tuple(frame_size)
+        self.square = square
+
+    def _crop(self, raw, size):
+        from preprocess import crop_resize
+
+        return crop_resize(raw, self.square, size)
+
+    def model(self, raw):
+        if self.square is None:
+            return resize_frame(raw, self.frame_size)
+        return self._crop(raw, self.frame_size[0])
+
+    def measure(self, raw):
+        if self.square is None:
+            return raw
+        return self._crop(raw, max(MEASURE_SIZE, self.frame_size[0]))
+
+
+def face_square(landmarker, frames, margin, what, limit=50):
+    """preprocess.py's square crop around the first face among the first ``limit`` frames."""
+    from preprocess import square_box
+
+    for raw in itertools.islice(frames, limit):
+        box = landmarker.detect(raw)
+        if box is not None:
+            return square_box(box, margin)
+    raise AnimationError(f"{what}: dlib finds no face to crop (looked at {limit} frame(s)); "
+                         "crop it by hand or drop --crop")
+
+
+def normalized_landmarks(landmarks):
+    """Landmarks centred and divided by the square root of their hull area (pose- and size-free
+    comparison for --find_best_frame). (68, 2) → (68, 2)."""
+    centred = landmarks - landmarks.mean(axis=0)
+    return centred / np.sqrt(ConvexHull(landmarks).volume)
+
+
+def find_best_frame(landmarker, target, frames):
+    """Index of the driving frame whose normalised landmarks are closest to the target's (0 if no face)."""
+    target_marks = landmarker.landmarks(target)
+    if target_marks is None:
+        return 0
+    reference = normalized_landmarks(target_marks.astype(np.float64))
+    best, best_distance = 0, np.inf
+    for index, frame in enumerate(frames):
+        marks = landmarker.landmarks(frame)
+        if marks is None:
+            continue
+        distance = float(((normalized_landmarks(marks.astype(np.float64)) - reference) ** 2).sum())
+        if distance < best_distance:
+            best, best_distance = index, distance
+    return best
+
+
+def _frames(path):
+    return (frame for _, frame in iter_clip(path))
+
+
+def run_demo(config, checkpoint, source_image, driving_video, result_video, crop=False, margin=0.0,
+             relative=None, adapt_scale=None, best_frame=None, find_best=False, show_side_by_side=False,
+             device="cpu", fps=None, batch_frames=None, precision="fp32", compile=False, grayscale=None,
+             overwrite=False, landmarker=None):
+    """Write ``result_video``; returns {'frames', 'reference_frame', 'path'}. Raises the project's
+    one-line errors (AnimationError, MediaError, CheckpointError, PriorError, …)."""
+    if os.path.exists(result_video) and not overwrite:
+        raise AnimationError(f"{result_video} exists already; pass --overwrite to replace it")
+    if os.path.splitext(result_video)[1].lower() not in (".mp4", ".gif"):
+        raise AnimationError(f"--result_video {result_video}: must end in .mp4 or .gif")
+    params = config.get("animate_params") or {}
+    frame_size = tuple(config["dataset_params"]["frame_shape"][:2])
+    target_raw = read_image(source_image)
+    first_raw = next(_frames(driving_video), None)
+    if first_raw is None:
+        raise AnimationError(f"{driving_video}: no frames")
+    landmarker = LazyLandmarker(landmarker)
+    target_framing, driving_framing = Framing(frame_size), Framing(frame_size)
+    if crop:
+        target_framing.square = face_square(landmarker(), [target_raw], margin, source_image, limit=1)
+        driving_framing.square = face_square(landmarker(), _frames(driving_video), margin, driving_video)
+    normalization = Normalization.from_config(config)
+    if relative is not None:
+        normalization = replace(normalization, use_relative_movement=relative, use_relative_jacobian=relative)
+    if adapt_scale is not None:
+        normalization = replace(normalization, adapt_movement_scale=adapt_scale)
+
+    target = target_framing.model(target_raw)
+    if find_best:
+        best_frame = find_best_frame(landmarker(), target_framing.measure(target_raw),
+                                     (driving_framing.measure(f) for f in _frames(driving_video)))
+    reference = best_frame or 0
+    if reference < 0:
+        raise AnimationError(f"--best_frame {reference}: must be 0 or more")
+    reference_raw = next(itertools.islice(_frames(driving_video), reference, None), None)
+    if reference_raw is None:
+        raise AnimationError(f"--best_frame {reference}: the driving clip has fewer frames")
+
+    kp_detector, generator, checkpoint_dict = inference.load_animation_networks(config, checkpoint, device)
+    animator = inference.Animator(kp_detector, generator, device, precision, compile,
+                                  batch_frames or params.get("batch_frames", 8))
+    from animate import decide_gray
+
+    gray = decide_gray(grayscale or params.get("grayscale", "auto"), animator.num_channels, checkpoint_dict,
+                       target, driving_framing.model(first_raw))
+    per_frame = config["dataset_params"].get("prior_mode") == "per_frame"
+    strict = config["dataset_params"].get("strict_prior", False)
+    fallbacks = []
+
+    def prior(framing, raw, what):
+        if not animator.uses_prior:
+            return None
+        measured = framing.measure(raw)
+        value, found = image_prior(landmarker(), measured, strict, what)
+        if not found:
+            fallbacks.append(what)
+        return scale_prior(value, measured.shape[:2], frame_size)
+
+    source = animator.encode_source(target, prior(target_framing, target_raw, source_image), gray)
+    reference_prior = prior(driving_framing, reference_raw, f"driving frame {reference}")
+    kp_initial = inference.reference_keypoints(animator, driving_framing.model(reference_raw), reference_prior, gray)
+
+    def driving():
+        for index, raw in enumerate(_frames(driving_video)):
+            value = prior(driving_framing, raw, f"driving frame {index}") if per_frame else reference_prior
+            yield index, driving_framing.model(raw), value
+
+    count = 0
+    with VideoWriter(result_video, fps or params.get("fps", 25)) as writer:
+        for _, driving_frame, generated in inference.animate_frames(animator, source, driving(), kp_initial,
+                                                                    normalization, gray):
+            writer.write(side_by_side(driving_frame, target, generated) if show_side_by_side else generated)
+            count += 1
+    inference.warn_fallback("demo", fallbacks)
+    return {"frames": count, "reference_frame": reference, "path": result_video}
+
+
+def user_errors():
+    """Exception types whose message is the whole story: printed as one line, no traceback."""
+    from checkpoint import CheckpointError
+    from clip_priors import PriorError
+    from configuration import ConfigError
+    from frame_io import FrameError
+    from frames_dataset import DatasetError
+    from modules.face_landmarks import FaceModelError
+    from runtime import DeviceError
+    from video_io import MediaError
+
+    return (AnimationError, CheckpointError, PriorError, ConfigError, FrameError, DatasetError, FaceModelError,
+            DeviceError, MediaError)
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    from configuration import load_config
+    from runtime import select_device, tune_allocator
+
+    tune_allocator()
+    try:
+        config = load_config(args.config)
+        device = select_device("cpu" if args.cpu else args.device)
+        result = run_demo(config, args.checkpoint, args.source_image, args.driving_video, args.result_video,
+                          crop=args.crop, margin=args.margin, relative=args.relative, adapt_scale=args.adapt_scale,
+                          best_frame=args.best_frame, find_best=args.find_best_frame,
+                          show_side_by_side=args.side_by_side, device=device, fps=args.fps,
+                          batch_frames=args.batch_frames, precision=args.precision, compile=args.compile,
+                          grayscale=args.grayscale, overwrite=args.overwrite)
+    except user_errors() as error:
+        print(f"demo.py: {error}", file=sys.stderr)
+        return 1
+    print(f"{result['path']}: {result['frames']} frames (motion from driving frame {result['reference_frame']})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

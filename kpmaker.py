@@ -81,12 +81,11 @@ def is_current(path, fingerprint, model):
         return False  # damaged or older format: make it again
 
 
-def compute_keypoints(frame_paths, landmarker):
-    """Landmarks and prior of every frame. [T paths] → dict of arrays (see module docstring). Raises FrameError."""
-    import torch
+def detect_landmarks(frame_paths, landmarker):
+    """dlib on every frame: (landmarks (T, 68, 2) float32 with NaN where no face, found (T,) bool, (H, W)).
 
-    from modules.facial_prior import fallback_prior, prior_from_landmarks
-
+    Raises FrameError for an unreadable frame or one whose size differs from the first.
+    """
     landmarks, found, size = [], [], None
     for path in frame_paths:
         image = read_rgb(path)
@@ -98,13 +97,25 @@ def compute_keypoints(frame_paths, landmarker):
         points = landmarker.landmarks(image)
         found.append(points is not None)
         landmarks.append(points if points is not None else np.full((68, 2), np.nan, np.float32))
-    landmarks = np.stack(landmarks).astype(np.float32)
-    found = np.array(found, dtype=bool)
-    prior = np.repeat(fallback_prior(size).numpy()[None], len(frame_paths), axis=0)
+    return np.stack(landmarks).astype(np.float32), np.array(found, dtype=bool), size
+
+
+def prior_arrays(frame_names, landmarks, found, size):
+    """The file's arrays from detect_landmarks' output: prior from the landmarks, the fallback where no face."""
+    import torch
+
+    from modules.facial_prior import fallback_prior, prior_from_landmarks
+
+    prior = np.repeat(fallback_prior(size).numpy()[None], len(frame_names), axis=0)
     if found.any():
         prior[found] = prior_from_landmarks(torch.from_numpy(landmarks[found])).numpy()
-    return {"frames": np.array([Path(p).name for p in frame_paths]), "landmarks": landmarks,
+    return {"frames": np.array([Path(name).name for name in frame_names]), "landmarks": landmarks,
             "prior": prior.astype(np.float32), "found": found, "frame_size": np.array(size, dtype=np.int64)}
+
+
+def compute_keypoints(frame_paths, landmarker):
+    """Landmarks and prior of every frame. [T paths] → dict of arrays (see module docstring). Raises FrameError."""
+    return prior_arrays(frame_paths, *detect_landmarks(frame_paths, landmarker))
 
 
 def write_keypoints(path, arrays, fingerprint, model):
@@ -135,26 +146,39 @@ class ClipResult:
     frames: int = 0
     missing: list = field(default_factory=list)    # frame names without a face
     reason: str = ""
+    detected: tuple = None                         # (frame names, landmarks, found, size, fingerprint) to write
 
 
 def do_clip(job, landmarker, model):
-    """Compute (or reuse) one clip's keypoint file. Returns a ClipResult; bad input becomes 'failed'."""
+    """Detect one clip's landmarks unless its file is current. Returns a ClipResult; bad input becomes 'failed'.
+
+    Runs in worker processes: it returns the landmarks rather than computing the prior, so that workers
+    never import torch (half a second and half a gigabyte each).
+    """
     frames = list_frames(job.folder)
     if not frames:
         return ClipResult(job.split, job.name, "failed",
                           reason=f"{job.folder}: no image frames; remove the folder or re-run preprocess.py")
     fingerprint = frames_fingerprint(frames)
-    target = keypoint_path(job.out, job.name)
-    if is_current(target, fingerprint, model):
-        found, names = _found_flags(target)
+    if is_current(keypoint_path(job.out, job.name), fingerprint, model):
+        found, names = _found_flags(keypoint_path(job.out, job.name))
         return ClipResult(job.split, job.name, "cached", len(frames), [n for n, f in zip(names, found) if not f])
     try:
-        arrays = compute_keypoints(frames, landmarker)
+        landmarks, found, size = detect_landmarks(frames, landmarker)
     except FrameError as error:
         return ClipResult(job.split, job.name, "failed", reason=str(error))
-    write_keypoints(target, arrays, fingerprint, model)
-    missing = [str(n) for n, f in zip(arrays["frames"], arrays["found"]) if not f]
-    return ClipResult(job.split, job.name, "computed", len(frames), missing)
+    missing = [p.name for p, f in zip(frames, found) if not f]
+    return ClipResult(job.split, job.name, "computed", len(frames), missing,
+                      detected=([p.name for p in frames], landmarks, found, size, fingerprint))
+
+
+def save_result(result, out, model):
+    """Write a computed clip's file (prior derived here, in the main process) and drop the arrays."""
+    if result.detected is not None:
+        names, landmarks, found, size, fingerprint = result.detected
+        write_keypoints(keypoint_path(out, result.name), prior_arrays(names, landmarks, found, size), fingerprint, model)
+        result.detected = None
+    return result
 
 
 def _found_flags(path):
@@ -170,9 +194,8 @@ def _init_worker(predictor, upsample):
     from modules.face_landmarks import FaceLandmarker
 
     if _WORKER.get("key") != (predictor, upsample):  # a second run in one process reuses the models
-        landmarker = FaceLandmarker(predictor, upsample=upsample)
-        _WORKER.update(key=(predictor, upsample), landmarker=landmarker,
-                       model=model_id(landmarker.predictor_path, upsample))
+        _WORKER.update(key=(predictor, upsample), landmarker=FaceLandmarker(predictor, upsample=upsample),
+                       model=model_id(predictor, upsample))
 
 
 def _work(job):
@@ -290,7 +313,8 @@ def run(args):
     out = Path(args.out) if args.out else default_keypoint_dir(args.root)
     jobs = find_jobs(args.root, out, args.splits)
     out.mkdir(parents=True, exist_ok=True)
-    results = list(run_jobs(jobs, predictor, args.upsample, args.workers))
+    model = model_id(predictor, args.upsample)
+    results = [save_result(r, out, model) for r in run_jobs(jobs, predictor, args.upsample, args.workers)]
     report = out / REPORT_NAME
     write_report(report, results)
     for line in summary(results, report):

@@ -12,6 +12,7 @@ from PIL import Image
 
 import face_assets
 
+ROOT_DIR = Path(__file__).resolve().parents[1]
 RAW_SCALE = 0.5             # single_face.mp4 is 640×360; 320×180 keeps the face at ~90 px
 VIDEO_FRAMES = (0, 6, 12, 18, 24, 30, 36, 42)   # neutral → smile: frames that differ
 
@@ -129,3 +130,53 @@ def smic_tree(root, frames):
                [f"image{n:07d}.bmp" for n in (1, 2)], frames[3:5])
     write_clip(Path(root) / "s1" / "non_micro" / "s1_x_01", ["image0000001.bmp"], frames[5:6])
     return Path(root)
+
+
+def megc_package(root, frames, faces):
+    """A MEGC generation package: source clips of the three datasets and two template faces.
+
+    ``faces``: {template name: (H, W, 3) uint8}. Classes come from the MEGC2021 list (EP01_01f,
+    022_3_3) or the folder name (Surprise_s20_sur_01).
+    """
+    root = Path(root)
+    write_clip(root / "source_samples" / "casme2" / "EP01_01f", ["img9.jpg", "img10.jpg"], frames[:2])
+    write_clip(root / "source_samples" / "samm" / "022_3_3", ["022_03001.jpg", "022_03002.jpg"], frames[2:4])
+    write_clip(root / "source_samples" / "smic" / "Surprise_s20_sur_01", ["image001.bmp", "image002.bmp"], frames[4:6])
+    for name, image in faces.items():
+        save(root / "target_template_face" / f"{name}.jpg", image)
+    return root
+
+
+OUT_SIZE = 64
+MEGC_FACES = {"normalized_westernMale": "obama.jpg", "normalized_asianFemale": "0-f15-hao-ph.jpg"}
+
+
+@pytest.fixture(scope="session")
+def processed_root(tmp_path_factory, real_frames, photos):
+    """A dataset root made by preprocess.py at 64×64: train/ from the CASME II tree, test/ from a MEGC
+    package, and <root>_test.csv. No keypoints yet. Treat as read-only (copy it to change it)."""
+    import preprocess
+
+    base = tmp_path_factory.mktemp("processed")
+    raw = casme2_tree(base / "raw_casme2", real_frames)
+    package = megc_package(base / "raw_megc", real_frames, {k: photos[v] for k, v in MEGC_FACES.items()})
+    root = base / "data" / "tiny"
+    for dataset, source, split in (("casme2", raw, "train"), ("megc", package, "test")):
+        code = preprocess.main(["--dataset", dataset, "--input", str(source), "--output", str(root / split),
+                                "--size", str(OUT_SIZE)])
+        assert code == 0, f"preprocess {dataset} failed"
+    return root
+
+
+@pytest.fixture(scope="session")
+def keypointed_root(tmp_path_factory, processed_root):
+    """processed_root copied, with kpmaker.py run on it (<root>/keypoints). Read-only."""
+    import shutil
+
+    import kpmaker
+
+    root = tmp_path_factory.mktemp("keypointed") / "data" / "tiny"
+    shutil.copytree(processed_root, root)
+    shutil.copy(processed_root.parent / "tiny_test.csv", root.parent / "tiny_test.csv")
+    assert kpmaker.main(["--root", str(root)]) == 0
+    return root

@@ -87,7 +87,7 @@ def read_clip_prior(keypoint_dir, clip, mode="first_frame", frame_names=None, st
     try:
         data = load_keypoints(path)
     except KeypointError as error:
-        raise DatasetError(f"{error} (python kpmaker.py --root <dataset root> --out {keypoint_dir})") from None
+        raise DatasetError(str(error)) from None
     if frame_names is not None and [os.path.basename(str(n)) for n in frame_names] != data["frames"]:
         raise DatasetError(f"{path}: made for other frames than {clip} now has ({len(data['frames'])} vs "
                            f"{len(frame_names)}); re-run kpmaker.py")
@@ -179,6 +179,9 @@ class FramesDataset(Dataset):
 
     def clip_frames(self, name):
         """Lazily (frame name, (H, W, C) uint8) of clip ``name``, natural order."""
+        if name not in self.frames:
+            split = "train" if self.is_train else "test"
+            raise DatasetError(f"no clip '{name}' in the {split} split of {self.root_dir}")
         for path in self.frames[name]:
             yield path.name, self._frame(path)
 
@@ -201,15 +204,20 @@ class FramesDataset(Dataset):
 
     def _load_priors(self):
         """{clip: (prior (T, 18, 2), found (T,))}, all clips at once so that a problem shows before training."""
-        priors, problems = {}, []
+        priors, missing, problems = {}, [], []
         for name, paths in self.frames.items():
+            if not keypoint_path(self.keypoint_dir, name).is_file():
+                missing.append(name)
+                continue
             try:
                 priors[name] = read_clip_prior(self.keypoint_dir, name, self.prior_mode, paths, self.strict_prior)
             except DatasetError as error:
                 problems.append(str(error))
-        if problems:
-            raise DatasetError(f"{len(problems)} clip(s) lack usable keypoints:\n  " + "\n  ".join(problems[:10]) +
-                               (f"\n  … and {len(problems) - 10} more" if len(problems) > 10 else "") +
+        if missing or problems:
+            lines = [f"no keypoint file in {self.keypoint_dir} for {len(missing)} clip(s): {_listing(missing)}"] \
+                if missing else []
+            lines += problems[:10] + ([f"… and {len(problems) - 10} more"] if len(problems) > 10 else [])
+            raise DatasetError("the dataset's prior keypoints are not usable:\n  " + "\n  ".join(lines) +
                                f"\nrun: python kpmaker.py --root {self.root_dir} --out {self.keypoint_dir}")
         return priors
 

@@ -83,3 +83,106 @@ def write_atomically(obj, path):
         if os.path.exists(tmp):
             os.remove(tmp)
         raise
+
+
+# ---------------------------------------------------------------------------------------------------
+# Training checkpoints: the published layout plus what an exact resume needs.
+
+OPTIMIZERS = {name: f"optimizer_{name}" for name in NETWORKS}  # the published key names
+SCHEDULERS = {name: f"scheduler_{name}" for name in NETWORKS}
+TRAIN_STATE = "train_state"
+CHECKPOINT_FORMAT = 1
+
+
+def rng_states():
+    """This process's Python, NumPy, torch and CUDA RNG states, as types ``weights_only`` loading accepts."""
+    import random
+
+    import numpy as np
+
+    np_state = np.random.get_state(legacy=False)
+    np_state["state"] = {"key": torch.from_numpy(np_state["state"]["key"].astype("int64")),
+                         "pos": int(np_state["state"]["pos"])}
+    states = {"python": random.getstate(), "numpy": np_state, "torch": torch.get_rng_state()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        states["cuda"] = torch.cuda.get_rng_state_all()
+    return states
+
+
+def restore_rng_states(states):
+    """Inverse of :func:`rng_states`. CUDA states are restored when the device count matches."""
+    import random
+
+    import numpy as np
+
+    random.setstate(states["python"])
+    np_state = dict(states["numpy"])
+    np_state["state"] = {"key": np_state["state"]["key"].numpy().astype("uint32"), "pos": np_state["state"]["pos"]}
+    np.random.set_state(np_state)
+    torch.set_rng_state(states["torch"])
+    cuda = states.get("cuda")
+    if cuda is not None and torch.cuda.is_available() and len(cuda) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(cuda)
+
+
+def training_checkpoint(networks, optimizers, schedulers, train_state, config, rng=None):
+    """The dict a training run saves.
+
+    ``networks`` / ``optimizers`` / ``schedulers``: {'kp_detector': ..., 'generator': ...,
+    'discriminator': ...} (plain modules, not DDP wrappers). ``train_state``: {'epoch': epoch to
+    continue in, 'epoch_samples': samples of it already trained on (all processes), 'iteration':
+    optimiser steps so far, 'seed': ...}. 'epoch' at the top level keeps the published meaning: the
+    last finished epoch (-1 before the first one ends).
+    """
+    out = {"format": CHECKPOINT_FORMAT}
+    for name, module in networks.items():
+        out[name] = module.state_dict()
+    for name, optimizer in optimizers.items():
+        out[OPTIMIZERS[name]] = optimizer.state_dict()
+    for name, scheduler in schedulers.items():
+        out[SCHEDULERS[name]] = scheduler.state_dict()
+    out["epoch"] = train_state["epoch"] - 1
+    out[TRAIN_STATE] = dict(train_state)
+    out["config"] = config
+    if rng is not None:
+        out["rng_states"] = rng
+    return out
+
+
+def has_training_state(checkpoint):
+    """True for checkpoints this project's training wrote (exact resume); False for published ones."""
+    return TRAIN_STATE in checkpoint
+
+
+def is_training_checkpoint(path):
+    """Whether the checkpoint at ``path`` was written by this project's training (cheap: memory-mapped
+    where the file format allows, so a large checkpoint is not read twice)."""
+    if not os.path.isfile(path):
+        raise CheckpointError(f"{path}: checkpoint not found")
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception:  # legacy (pre-zip) files cannot be memory-mapped
+        checkpoint = read_checkpoint(path)
+    return has_training_state(checkpoint)
+
+
+def load_optimizer_states(checkpoint, optimizers, schedulers, path="checkpoint"):
+    """Load optimizer and scheduler states of a training checkpoint. Raises CheckpointError on a mismatch."""
+    problems = []
+    for name, optimizer in optimizers.items():
+        key = OPTIMIZERS[name]
+        if key not in checkpoint:
+            problems.append(f"{key}: not in the checkpoint")
+            continue
+        try:
+            optimizer.load_state_dict(checkpoint[key])
+        except (ValueError, KeyError, RuntimeError) as error:
+            problems.append(f"{key}: {str(error).splitlines()[0]}")
+    for name, scheduler in schedulers.items():
+        key = SCHEDULERS[name]
+        if key not in checkpoint:
+            problems.append(f"{key}: not in the checkpoint")
+            continue
+        scheduler.load_state_dict(checkpoint[key])
+    if problems:
+        raise CheckpointError(f"{path}: cannot resume the optimisers ({' | '.join(problems)})")

@@ -1,0 +1,216 @@
+"""The command line: train, reconstruct or animate with one config (FOMM's run.py, same flags).
+
+    python run.py --config config/your_dataset_train.yaml                      # train
+    python run.py --config ... --checkpoint log/<run>/00000009-checkpoint.pth.tar   # resume
+    torchrun --standalone --nproc_per_node 4 run.py --config ...                # 4 GPUs (DDP)
+    python run.py --config ... --mode animate --checkpoint ckpt.pth.tar         # animate the pairs
+
+Each mode lives in its own module (train.py, reconstruction.py, animate.py), imported only when
+chosen; a mode module may define ``add_cli_arguments(parser)`` for its own flags and must define
+``run(config, args)`` (an int return value is the exit code). Exit codes: 0 done, 1 training failed
+(NaN/inf, a checkpoint could not be written), 2 unusable input (config, checkpoint, device, data,
+flags) with a one-line message and no traceback, 128+signal after Ctrl-C / SIGTERM (checkpoint saved).
+"""
+import argparse
+import importlib
+import logging
+import os
+import sys
+
+MODES = ("train", "reconstruction", "animate")
+EXIT_FAILED, EXIT_USAGE = 1, 2
+
+# Exceptions that mean "the input cannot be used" (exit 2): (module, class). Looked up in
+# sys.modules when an exception arrives, so nothing is imported just to name them.
+INPUT_ERRORS = (
+    ("configuration", "ConfigError"), ("checkpoint", "CheckpointError"), ("runtime", "DeviceError"),
+    ("frames_dataset", "DatasetError"), ("train", "TrainingSetupError"), ("inference", "AnimationError"),
+    ("clip_priors", "PriorError"), ("video_io", "MediaError"), ("evaluate", "EvaluationError"),
+    ("frame_io", "FrameError"), ("kpmaker", "KeypointError"), ("modules.face_landmarks", "FaceModelError"),
+    ("face_assets", "FaceAssetError"),
+)
+# Training that started but could not go on (exit 1), reported in one line too.
+RUN_ERRORS = (("train", "NonFiniteError"), ("train", "CheckpointWriteError"))
+
+DESCRIPTION = """\
+Facial-Prior First Order Motion Model: train the networks, reconstruct the test clips, or animate
+the test pairs, all from one YAML config (FOMM's layout).
+
+train           trains into a new folder <log_dir>/<config name>_<date>_<time> (config copied in):
+                log.txt, TensorBoard (tensorboard --logdir <log_dir>), per-epoch pictures in
+                train-vis/, loss-curves.png, NNNNNNNN-checkpoint.pth.tar every checkpoint_freq
+                epochs and at the end. Ctrl-C or SIGTERM stops after the current step and writes
+                interrupted-checkpoint.pth.tar. --checkpoint with one of these checkpoints resumes
+                exactly where it stopped, in its folder; with a published checkpoint (weights only)
+                it fine-tunes from epoch 0. Several GPUs, or machines: start run.py with torchrun
+                (torchrun --standalone --nproc_per_node N run.py --config ...).
+reconstruction  drives each test clip with itself and scores the result (needs --checkpoint).
+animate         makes each target face of the pairs list perform each driving clip (needs --checkpoint).
+"""
+EPILOG = """\
+exit codes: 0 done; 1 training failed (NaN/inf loss or gradient, checkpoint not written);
+2 unusable input (config, checkpoint, device, dataset, flags); 128+N after signal N (checkpoint saved).
+Set FPFOMM_DEFAULT_MALLOC=1 to keep glibc's default memory allocator settings.
+"""
+
+
+class UsageError(ValueError):
+    """A combination of flags that cannot work."""
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with one-line errors (exit 2), like every other input error of run.py."""
+
+    def error(self, message):
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _mode_module(mode):
+    """The module of ``mode``, or None when this checkout does not have it."""
+    try:
+        return importlib.import_module(mode)
+    except ModuleNotFoundError as error:
+        if error.name == mode:
+            return None
+        raise
+
+
+def _device_ids(text):
+    try:
+        ids = [int(part) for part in text.split(",") if part.strip() != ""]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--device_ids wants GPU numbers separated by commas, got {text!r}")
+    if not ids or min(ids) < 0:
+        raise argparse.ArgumentTypeError(f"--device_ids wants GPU numbers separated by commas, got {text!r}")
+    return ids
+
+
+def build_parser(modes=MODES):
+    """The parser with the common flags and the flags of ``modes`` (those whose module is present)."""
+    parser = Parser(prog="run.py", description=DESCRIPTION, epilog=EPILOG,
+                    formatter_class=argparse.RawDescriptionHelpFormatter)
+    common = parser.add_argument_group("common options")
+    common.add_argument("--config", required=True, help="path to the YAML config (e.g. config/your_dataset_train.yaml)")
+    common.add_argument("--mode", default="train", choices=MODES, help="what to do (default: train)")
+    common.add_argument("--log_dir", default="log",
+                        help="where training makes its run folder (default: log); ignored when resuming, "
+                             "which continues in the checkpoint's folder")
+    common.add_argument("--checkpoint", default=None,
+                        help="train: resume from (or fine-tune from a published) checkpoint; "
+                             "reconstruction/animate: the model to use")
+    common.add_argument("--device", default=None,
+                        help="auto (default: first GPU if any, else CPU), cpu, cuda or cuda:N; under torchrun "
+                             "each process takes cuda:LOCAL_RANK")
+    common.add_argument("--device_ids", type=_device_ids, default=None, metavar="IDS",
+                        help="FOMM's flag, still accepted: one GPU number means --device cuda:N (the CPU when "
+                             "there is no GPU); several GPUs train through torchrun instead")
+    common.add_argument("--cpu", action="store_true", help="same as --device cpu")
+    common.add_argument("--seed", type=int, default=None,
+                        help="random seed (default: 0; when resuming, the checkpoint's)")
+    common.add_argument("--verbose", action="store_true", help="more detail on the console")
+    for mode in modes:
+        module = _mode_module(mode)
+        adder = getattr(module, "add_cli_arguments", None)
+        if adder is not None:
+            adder(parser.add_argument_group(f"{mode} options"))
+    return parser
+
+
+def parse_args(argv):
+    """Two passes: the mode first, then a parser with that mode's flags (all modes' for --help)."""
+    probe = argparse.ArgumentParser(add_help=False)
+    probe.add_argument("--mode", default="train")
+    known, _ = probe.parse_known_args(argv)
+    wants_help = any(arg in ("-h", "--help") for arg in argv)
+    mode_given = any(arg == "--mode" or arg.startswith("--mode=") for arg in argv)
+    if wants_help and not mode_given:
+        modes = MODES
+    else:
+        modes = (known.mode,) if known.mode in MODES else ()
+    return build_parser(modes).parse_args(argv)
+
+
+def device_request(args, environ=None):
+    """The --device value after FOMM's --device_ids and --cpu. Notes go to the log; conflicts raise DeviceError."""
+    from runtime import DeviceError
+
+    environ = os.environ if environ is None else environ
+    under_torchrun = "WORLD_SIZE" in environ and "LOCAL_RANK" in environ
+    given = [flag for flag, value in (("--device", args.device), ("--device_ids", args.device_ids),
+                                      ("--cpu", args.cpu or None)) if value is not None]
+    if len(given) > 1:
+        raise DeviceError(f"{' and '.join(given)} both choose the device: give one of them")
+    if args.cpu:
+        return "cpu"
+    if args.device_ids is None:
+        return args.device or "auto"
+    ids = args.device_ids
+    if under_torchrun:
+        logging.getLogger("fpfomm").info("--device_ids is ignored under torchrun: each process uses cuda:LOCAL_RANK")
+        return "auto"
+    if len(ids) > 1:
+        raise DeviceError(f"--device_ids {','.join(map(str, ids))}: several GPUs train through torchrun "
+                          f"(DDP), not one process: torchrun --standalone --nproc_per_node {len(ids)} run.py "
+                          "--config ... (CUDA_VISIBLE_DEVICES picks which GPUs)")
+    import torch
+
+    if not torch.cuda.is_available():
+        logging.getLogger("fpfomm").info("--device_ids %d: no CUDA device on this machine, using the CPU", ids[0])
+        return "cpu"
+    return f"cuda:{ids[0]}"
+
+
+def _error_classes(table, module=None):
+    classes = [getattr(sys.modules[m], n) for m, n in table if m in sys.modules and hasattr(sys.modules[m], n)]
+    classes += list(getattr(module, "CLI_ERRORS", ()))
+    return tuple(classes)
+
+
+def _configure_logging(verbose, main_process):
+    level = logging.DEBUG if verbose else logging.INFO
+    if not main_process:
+        level = logging.WARNING  # one voice on the console under torchrun
+    logging.basicConfig(level=level, format="%(message)s", stream=sys.stderr)
+    logging.getLogger("fpfomm").setLevel(level)
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = parse_args(argv)
+    main_process = os.environ.get("RANK", "0") == "0"
+    _configure_logging(args.verbose, main_process)
+
+    from runtime import tune_allocator
+
+    tune_allocator()  # a no-op when FPFOMM_DEFAULT_MALLOC=1
+    module = None
+    try:
+        from checkpoint import CheckpointError
+        from configuration import load_config
+
+        config = load_config(args.config)
+        if args.checkpoint is not None and not os.path.isfile(args.checkpoint):
+            raise CheckpointError(f"{args.checkpoint}: checkpoint not found")
+        args.device = device_request(args)
+        if "WORLD_SIZE" in os.environ and args.mode != "train":
+            raise UsageError(f"--mode {args.mode} runs in one process; only training runs under torchrun")
+        module = _mode_module(args.mode)
+        if module is None or not hasattr(module, "run"):
+            raise UsageError(f"--mode {args.mode} is not available in this checkout ({args.mode}.py is missing)")
+        code = module.run(config, args)
+        return code if isinstance(code, int) else 0
+    except KeyboardInterrupt:
+        print("run.py: interrupted", file=sys.stderr)
+        return 130
+    except Exception as error:  # noqa: BLE001 — sorted below; anything unknown keeps its traceback
+        if isinstance(error, UsageError) or isinstance(error, _error_classes(INPUT_ERRORS, module)):
+            print(f"run.py: error: {error}", file=sys.stderr)
+            return EXIT_USAGE
+        if isinstance(error, _error_classes(RUN_ERRORS)):
+            print(f"run.py: training failed: {error}", file=sys.stderr)
+            return EXIT_FAILED
+        raise
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,504 @@
+"""Training of the three networks (SPEC §4), resumable exactly, on one process or several (torchrun).
+
+    result = train(config, dataset, "log/run", parallel=Parallel(), checkpoint=None, seed=0)
+
+One optimiser step, FOMM's order: the generator-side losses (perceptual, GAN, feature matching,
+equivariance) → backward → Adam steps of the generator and keypoint detector; then, only when
+``loss_weights.generator_gan`` is non-zero, the discriminator's LSGAN loss → its own step. Learning
+rates drop ×0.1 at ``epoch_milestones``; one epoch is ``num_repeats`` passes over the clips.
+
+Every loss and gradient norm is checked: a NaN/inf stops the run with a message naming it, before
+any weight is changed by it, and nothing is saved from then on (the last checkpoint stays valid).
+
+Checkpoints (``NNNNNNNN-checkpoint.pth.tar`` every ``checkpoint_freq`` epochs and at the end;
+``interrupted-checkpoint.pth.tar`` on Ctrl-C / SIGTERM) hold the published layout plus schedulers,
+RNG states, the position in the run and the config. Resuming from one continues bit for bit (on
+the same machine and process count): the data order and augmentation of every sample depend only
+on (seed, epoch, position) — see data_order.py — and the model's random warps on (seed, step, rank).
+"""
+import logging
+import math
+import os
+import shutil
+import signal
+import threading
+import time
+from dataclasses import dataclass, field
+from itertools import chain
+
+import torch
+from torch.nn.parallel import DistributedDataParallel
+
+import checkpoint as ckpt
+from configuration import build_networks
+from data_order import ResumableSampler, SeededSamples, derive_seed
+from logger import Logger
+from parallel import Parallel
+from runtime import seed_everything
+
+log = logging.getLogger("fpfomm.train")
+
+INTERRUPTED_CHECKPOINT = "interrupted-checkpoint.pth.tar"
+ADAM_BETAS = (0.5, 0.999)
+LR_DECAY = 0.1
+VISUAL_ROWS = 4
+
+
+class TrainingSetupError(ValueError):
+    """Settings that cannot train (batch size vs processes, too few samples, no train_params)."""
+
+
+class NonFiniteError(RuntimeError):
+    """A loss or gradient became NaN or infinite; the message names it."""
+
+
+class CheckpointWriteError(RuntimeError):
+    """A checkpoint could not be written (disk full, permissions); the previous ones are intact."""
+
+
+def checkpoint_name(epoch):
+    """File name of the checkpoint written after ``epoch`` (0-based) finished: FOMM's naming."""
+    return f"{str(epoch).zfill(8)}-checkpoint.pth.tar"
+
+
+@dataclass
+class TrainResult:
+    log_dir: str
+    epoch: int                      # the epoch training would continue in
+    iteration: int                  # optimiser steps done over the whole run
+    checkpoint: str = None          # the last checkpoint written by this call
+    stopped_by: str = None          # 'SIGINT', 'SIGTERM', 'stop_at_iteration', or None when finished
+    epoch_losses: dict = field(default_factory=dict)
+
+
+class StopRequests:
+    """Turns Ctrl-C / SIGTERM into a request to stop after the current step (and save).
+
+    A second Ctrl-C aborts at once (KeyboardInterrupt, no checkpoint). Handlers are installed only
+    from the main thread (signals cannot be handled elsewhere) and restored on exit.
+    """
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self):
+        self.reason = None
+        self._previous = {}
+
+    def request(self, reason):
+        if self.reason is None:
+            self.reason = reason
+
+    def _handle(self, signum, frame):
+        name = signal.Signals(signum).name
+        if self.reason is not None and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        if self.reason is None:
+            log.warning("%s: stopping after this step and saving a checkpoint (Ctrl-C again aborts without saving)",
+                        name)
+        self.request(name)
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            for signum in self.SIGNALS:
+                self._previous[signum] = signal.signal(signum, self._handle)
+        return self
+
+    def __exit__(self, *exc):
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+        self._previous.clear()
+
+
+# ------------------------------------------------------------------------------------------------
+# Pieces.
+
+def build_optimizers(networks, train_params):
+    """Adam (β 0.5, 0.999) per network at its ``lr_<name>``. {name: optimizer}."""
+    return {name: torch.optim.Adam(module.parameters(), lr=train_params[f"lr_{name}"], betas=ADAM_BETAS)
+            for name, module in networks.items()}
+
+
+def build_schedulers(optimizers, train_params):
+    """MultiStepLR ×0.1 at ``epoch_milestones``, stepped once per epoch. {name: scheduler}."""
+    return {name: torch.optim.lr_scheduler.MultiStepLR(optimizer, train_params["epoch_milestones"], gamma=LR_DECAY)
+            for name, optimizer in optimizers.items()}
+
+
+def gradient_norm(module):
+    """Total L2 norm of the module's gradients (0 when none), as a float."""
+    grads = [p.grad for p in module.parameters() if p.grad is not None]
+    if not grads:
+        return 0.0
+    return float(torch.nn.utils.get_total_norm(grads))
+
+
+def _to_device(batch, device):
+    non_blocking = device.type == "cuda"
+    return {k: v.to(device, non_blocking=non_blocking) if torch.is_tensor(v) else v for k, v in batch.items()}
+
+
+def _detached(value, rows):
+    """Tensors (nested in dicts) detached, first ``rows`` items, on the CPU — for the sample sheet."""
+    if isinstance(value, dict):
+        return {k: _detached(v, rows) for k, v in value.items()}
+    if torch.is_tensor(value):
+        return value[:rows].detach().float().cpu()
+    return value
+
+
+def _nonfinite(values):
+    return [name for name, value in values.items() if not math.isfinite(value)]
+
+
+# ------------------------------------------------------------------------------------------------
+# The run.
+
+class Trainer:
+    """State of one training run in one process. Use :func:`train`."""
+
+    def __init__(self, config, dataset, log_dir, parallel, checkpoint=None, seed=None, progress=None):
+        train_params = config.get("train_params")
+        if not train_params:
+            raise TrainingSetupError("the config has no train_params section; training needs one "
+                                     "(see config/your_dataset_train.yaml)")
+        self.config = config
+        self.train_params = train_params
+        self.log_dir = log_dir
+        self.parallel = parallel
+        self.device = parallel.device
+        self.weights = train_params["loss_weights"]
+        self.use_gan = self.weights["generator_gan"] != 0
+
+        loaded = ckpt.read_checkpoint(checkpoint) if checkpoint else None
+        self.resuming = loaded is not None and ckpt.has_training_state(loaded)
+        saved_state = loaded[ckpt.TRAIN_STATE] if self.resuming else {}
+        if seed is None:
+            seed = saved_state.get("seed", 0)
+        elif self.resuming and seed != saved_state.get("seed", seed):
+            log.warning("--seed %d differs from the checkpoint's %s: the resumed run will not repeat the "
+                        "original exactly", seed, saved_state.get("seed"))
+        self.seed = seed
+
+        seed_everything(seed)  # identical initial weights in every process and every run with this seed
+        kp_detector, generator, discriminator = build_networks(config["model_params"])
+        self.networks = {"kp_detector": kp_detector, "generator": generator, "discriminator": discriminator}
+        if loaded is not None:
+            required = ckpt.NETWORKS if self.resuming else ("kp_detector", "generator")
+            ckpt.load_networks(loaded, self.networks, checkpoint, required=required)
+        for name, module in self.networks.items():
+            module.to(self.device).train()
+        if parallel.distributed and self.device.type == "cuda":
+            # Batch statistics over all GPUs; on CPU SyncBatchNorm is unsupported, plain BatchNorm stays.
+            for name in ("kp_detector", "generator"):
+                self.networks[name] = torch.nn.SyncBatchNorm.convert_sync_batchnorm(self.networks[name])
+
+        self.optimizers = build_optimizers(self.networks, train_params)
+        self.schedulers = build_schedulers(self.optimizers, train_params)
+        if self.resuming:
+            ckpt.load_optimizer_states(loaded, self.optimizers, self.schedulers, checkpoint)
+            self.epoch = saved_state["epoch"]
+            self.epoch_samples = saved_state.get("epoch_samples", 0)
+            self.iteration = saved_state["iteration"]
+            states = loaded.get("rng_states")
+            if isinstance(states, list) and len(states) == parallel.world_size:
+                ckpt.restore_rng_states(states[parallel.rank])
+        else:
+            self.epoch, self.epoch_samples, self.iteration = 0, 0, 0
+        self.checkpoint_source = checkpoint
+        self.last_checkpoint = None
+        del loaded
+
+        self._build_models()
+        self._build_loader(dataset)
+        self.logger = Logger(log_dir, enabled=parallel.is_main, log_freq=train_params["log_freq"],
+                             visualizer_params=config.get("visualizer_params"),
+                             start_iteration=self.iteration, progress=progress)
+
+    def _build_models(self):
+        from modules.model import DiscriminatorFullModel, GeneratorFullModel
+
+        kp, gen, disc = (self.networks[n] for n in ("kp_detector", "generator", "discriminator"))
+        self.generator_full = GeneratorFullModel(kp, gen, disc, self.train_params).to(self.device)
+        self.discriminator_full = DiscriminatorFullModel(kp, gen, disc, self.train_params).to(self.device)
+        self.generator_step = self.generator_full
+        self.discriminator_step = self.discriminator_full
+        if not self.parallel.distributed:
+            return
+        device_ids = [self.device.index] if self.device.type == "cuda" else None
+        # The discriminator's gradients from the generator losses are thrown away (zeroed before its
+        # own step), so the generator-side DDP neither averages nor waits for them; the frozen VGG is
+        # identical everywhere by construction.
+        ignored = [f"discriminator.{n}" for n, _ in chain(disc.named_parameters(), disc.named_buffers())]
+        if self.generator_full.vgg is not None:
+            ignored += [f"vgg.{n}" for n, _ in chain(self.generator_full.vgg.named_parameters(),
+                                                     self.generator_full.vgg.named_buffers())]
+        DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(self.generator_full, ignored)
+        self.generator_step = DistributedDataParallel(self.generator_full, device_ids=device_ids)
+        if self.use_gan:
+            self.discriminator_step = DistributedDataParallel(self.discriminator_full, device_ids=device_ids)
+
+    def _build_loader(self, dataset):
+        from torch.utils.data import DataLoader
+
+        from frames_dataset import DatasetRepeater
+
+        world = self.parallel.world_size
+        self.batch_size = self.train_params["batch_size"]
+        if self.batch_size % world != 0:
+            raise TrainingSetupError(f"train_params.batch_size {self.batch_size} is the batch of all processes "
+                                     f"together and must divide among {world} processes")
+        self.local_batch = self.batch_size // world
+        repeated = DatasetRepeater(dataset, self.train_params["num_repeats"])
+        self.sampler = ResumableSampler(repeated, num_replicas=world, rank=self.parallel.rank, seed=self.seed)
+        self.batches_per_epoch = self.sampler.num_samples // self.local_batch
+        if self.batches_per_epoch == 0:
+            raise TrainingSetupError(f"{len(repeated)} sample(s) per epoch ({len(dataset)} clips × num_repeats "
+                                     f"{self.train_params['num_repeats']}) is less than batch_size "
+                                     f"{self.batch_size}; raise num_repeats or lower batch_size")
+        workers = self.train_params["num_workers"]
+        self.loader = DataLoader(SeededSamples(repeated), batch_size=self.local_batch, sampler=self.sampler,
+                                 num_workers=workers, drop_last=True, pin_memory=self.device.type == "cuda",
+                                 persistent_workers=workers > 0)
+
+    # -- one step ---------------------------------------------------------------------------------
+
+    def _autocast(self):
+        bf16 = self.train_params["precision"] == "bf16"
+        return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=bf16)
+
+    def _mean_values(self, losses):
+        """Losses averaged over the processes, as floats (NaN anywhere → NaN everywhere)."""
+        names = list(losses)
+        values = torch.stack([losses[n].detach().float() for n in names])
+        values = self.parallel.sum(values) / self.parallel.world_size
+        return dict(zip(names, values.tolist()))
+
+    def _check(self, values, what):
+        bad = _nonfinite(values)
+        if bad:
+            shown = ", ".join(f"{name} = {values[name]}" for name in bad)
+            last = (f"the last checkpoint is {self.last_checkpoint}" if self.last_checkpoint
+                    else "no checkpoint was written by this run")
+            raise NonFiniteError(f"{what} {shown} at epoch {self.epoch}, iteration {self.iteration + 1}: stopped "
+                                 f"before applying it, nothing saved ({last}); lower the learning rates or check "
+                                 "the data")
+
+    def step(self, batch):
+        """One optimiser step of every network. Returns (loss values, gradient norms, generated)."""
+        torch.manual_seed(derive_seed(self.seed, "step", self.iteration, self.parallel.rank))
+        with self._autocast():
+            losses, generated = self.generator_step(batch)
+        values = self._mean_values(losses)
+        self._check(values, "loss")
+        sum(losses.values()).backward()
+        norms = {f"grad_norm/{n}": gradient_norm(self.networks[n]) for n in ("kp_detector", "generator")}
+        self._check(norms, "gradient norm")
+        for name in ("generator", "kp_detector"):
+            self.optimizers[name].step()
+            self.optimizers[name].zero_grad()
+        if self.use_gan:
+            self.optimizers["discriminator"].zero_grad()
+            with self._autocast():
+                disc_losses = self.discriminator_step(batch, generated)
+            disc_values = self._mean_values(disc_losses)
+            self._check(disc_values, "loss")
+            sum(disc_losses.values()).backward()
+            norms["grad_norm/discriminator"] = gradient_norm(self.networks["discriminator"])
+            self._check({"grad_norm/discriminator": norms["grad_norm/discriminator"]}, "gradient norm")
+            self.optimizers["discriminator"].step()
+            self.optimizers["discriminator"].zero_grad()
+            values.update(disc_values)
+        return values, norms, generated
+
+    # -- checkpoints ------------------------------------------------------------------------------
+
+    def train_state(self):
+        return {"epoch": self.epoch, "epoch_samples": self.epoch_samples, "iteration": self.iteration,
+                "seed": self.seed, "world_size": self.parallel.world_size, "batch_size": self.batch_size}
+
+    def save(self, name):
+        """Write a checkpoint (main process; every process must call: RNG states are gathered)."""
+        states = self.parallel.gather(ckpt.rng_states())
+        if not self.parallel.is_main:
+            return None
+        path = os.path.join(self.log_dir, name)
+        data = ckpt.training_checkpoint(self.networks, self.optimizers, self.schedulers, self.train_state(),
+                                        self.config, rng=states)
+        try:
+            ckpt.write_atomically(data, path)
+        except (OSError, RuntimeError) as error:  # torch.save reports a full disk as RuntimeError
+            first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            raise CheckpointWriteError(f"could not write checkpoint {path} ({first}); earlier checkpoints "
+                                       "are intact") from None
+        self.logger.note(f"checkpoint {path} (epoch {self.epoch}, {self.epoch_samples} samples into it, "
+                         f"iteration {self.iteration})")
+        return path
+
+    # -- the loop ---------------------------------------------------------------------------------
+
+    def _sample_for_sheet(self, batch, generated):
+        rows = VISUAL_ROWS
+        kp_detector = self.networks["kp_detector"]
+        kp_detector = getattr(kp_detector, "module", kp_detector)
+        generated = dict(generated)
+        if getattr(kp_detector, "mode", None) == "prior" and "driving_prior" in batch:
+            with torch.no_grad():
+                inputs = kp_detector.network_input(batch["driving"][:rows], batch["driving_prior"][:rows])
+            generated["region_mask"] = inputs[:, -1:]
+        return _detached(batch, rows), _detached(generated, rows)
+
+    def run(self, stop, stop_at_iteration=None, callback=None):
+        num_epochs = self.train_params["num_epochs"]
+        freq = self.train_params["checkpoint_freq"]
+        self._note_start(num_epochs)
+        epoch_losses = {}
+        while self.epoch < num_epochs:
+            done = self.epoch_samples // self.batch_size
+            self.sampler.set_epoch(self.epoch, skip=self.epoch_samples // self.parallel.world_size)
+            self.logger.start_epoch(self.epoch, self.batches_per_epoch, done=done)
+            started, sample, sums, count = time.time(), None, {}, 0
+            for batch in self.loader:
+                if self.parallel.any(stop.reason is not None):
+                    return self._stop(stop.reason or "another process")
+                batch = _to_device(batch, self.device)
+                values, norms, generated = self.step(batch)
+                self.iteration += 1
+                self.epoch_samples += self.batch_size
+                done += 1
+                for name, value in values.items():
+                    sums[name] = sums.get(name, 0.0) + value
+                count += 1
+                self.logger.log_iteration(self.epoch, self.iteration, values, norms)
+                if done == self.batches_per_epoch and self.parallel.is_main:
+                    sample = self._sample_for_sheet(batch, generated)
+                del generated
+                if callback is not None:
+                    callback(self, values)
+                if stop_at_iteration is not None and self.iteration >= stop_at_iteration:
+                    stop.request("stop_at_iteration")
+            for scheduler in self.schedulers.values():
+                scheduler.step()
+            learning_rates = {name: s.get_last_lr()[0] for name, s in self.schedulers.items()}
+            epoch_losses = {name: total / max(1, count) for name, total in sums.items()}
+            self.logger.end_epoch(self.epoch, self.iteration, learning_rates, sample, time.time() - started)
+            finished = self.epoch
+            self.epoch, self.epoch_samples = self.epoch + 1, 0
+            if (finished + 1) % freq == 0 or self.epoch == num_epochs:
+                self.last_checkpoint = self.save(checkpoint_name(finished)) or self.last_checkpoint
+        self.logger.note(f"training finished: {num_epochs} epochs, {self.iteration} iterations")
+        return TrainResult(self.log_dir, self.epoch, self.iteration, self.last_checkpoint, None, epoch_losses)
+
+    def _note_start(self, num_epochs):
+        if self.resuming:
+            self.logger.note(f"resumed from {self.checkpoint_source} at epoch {self.epoch} "
+                             f"({self.epoch_samples} samples into it), iteration {self.iteration}")
+        elif self.checkpoint_source:
+            self.logger.note(f"weights from {self.checkpoint_source} (no training state in it: fine-tuning "
+                             "from epoch 0 with fresh optimisers)")
+        if self.epoch >= num_epochs:
+            self.logger.note(f"nothing to do: the checkpoint is at epoch {self.epoch} and num_epochs is "
+                             f"{num_epochs}; raise train_params.num_epochs to train further")
+            return
+        self.logger.note(f"training epochs {self.epoch}..{num_epochs - 1}, {self.batches_per_epoch} iterations "
+                         f"each, batch {self.batch_size} over {self.parallel.world_size} process(es) on "
+                         f"{self.device}, seed {self.seed}, precision {self.train_params['precision']}")
+
+    def _stop(self, reason):
+        path = self.save(INTERRUPTED_CHECKPOINT)
+        self.logger.note(f"stopped ({reason}) at epoch {self.epoch}, iteration {self.iteration}"
+                         + (f"; resume with --checkpoint {path}" if path else ""))
+        return TrainResult(self.log_dir, self.epoch, self.iteration, path, reason)
+
+    def close(self):
+        self.logger.close()
+
+
+def train(config, dataset, log_dir, parallel=None, checkpoint=None, seed=None, progress=None,
+          stop_at_iteration=None, callback=None):
+    """Train on ``dataset`` (items as frames_dataset.FramesDataset gives them) into ``log_dir``.
+
+    config: a validated config (configuration.load_config). parallel: this process's place in the
+    run (parallel.start()); default one process on the CPU. checkpoint: path to resume from (a
+    checkpoint of this code: exactly where it stopped) or to fine-tune from (a published one:
+    weights only, epoch 0, fresh optimisers). seed: None → the checkpoint's, else 0.
+    stop_at_iteration: stop as an interrupt would (checkpoint written) once that many steps are done.
+    callback(trainer, losses) runs after every step. Returns a TrainResult.
+    """
+    parallel = parallel or Parallel()
+    if parallel.is_main:
+        os.makedirs(log_dir, exist_ok=True)
+    trainer = Trainer(config, dataset, log_dir, parallel, checkpoint=checkpoint, seed=seed, progress=progress)
+    try:
+        with StopRequests() as stop:
+            return trainer.run(stop, stop_at_iteration=stop_at_iteration, callback=callback)
+    finally:
+        trainer.close()
+
+
+# ------------------------------------------------------------------------------------------------
+# Command line (run.py --mode train).
+
+def run_folder(log_root, config_path, when=None):
+    """A new folder ``<log_root>/<config name>_<YYYY-MM-DD_HH-MM-SS>`` (suffixed if taken)."""
+    stem = os.path.splitext(os.path.basename(config_path))[0]
+    stamp = time.strftime("%Y-%m-%d_%H-%M-%S", time.localtime(when))
+    base = os.path.join(log_root, f"{stem}_{stamp}")
+    path, n = base, 1
+    while os.path.exists(path):
+        path, n = f"{base}_{n}", n + 1
+    return path
+
+
+def copy_config(config_path, log_dir):
+    """The config file as given, beside the checkpoints; a differing one of a resumed run is kept too."""
+    target = os.path.join(log_dir, os.path.basename(config_path))
+    if os.path.exists(target):
+        with open(config_path, "rb") as a, open(target, "rb") as b:
+            if a.read() == b.read():
+                return target
+        stem, ext = os.path.splitext(target)
+        target = f"{stem}.resumed-{time.strftime('%Y-%m-%d_%H-%M-%S')}{ext}"
+    shutil.copyfile(config_path, target)
+    return target
+
+
+def choose_log_dir(args, parallel):
+    """Resuming one of our checkpoints continues in its folder (as FOMM does); anything else gets a new one."""
+    folder = None
+    if parallel.is_main:
+        if args.checkpoint and ckpt.is_training_checkpoint(args.checkpoint):
+            folder = os.path.dirname(os.path.abspath(args.checkpoint))
+        else:
+            folder = run_folder(args.log_dir, args.config)
+        os.makedirs(folder, exist_ok=True)
+        copy_config(args.config, folder)
+    return parallel.broadcast(folder)
+
+
+def run(config, args, parallel=None):
+    """run.py's train mode: dataset from the config, log folder, train. Returns the process exit code."""
+    import frames_dataset
+    from parallel import start
+
+    parallel = parallel or start(args.device)
+    # The main process validates the dataset once; the others wait for its verdict rather than
+    # each checking every frame (or hanging in a collective if only the main process failed).
+    problem, dataset = None, None
+    if parallel.is_main:
+        try:
+            dataset = frames_dataset.build_dataset(config, is_train=True, validate=True)
+        except frames_dataset.DatasetError as error:
+            problem = str(error)
+    problem = parallel.broadcast(problem)
+    if problem is not None:
+        raise frames_dataset.DatasetError(problem)
+    if dataset is None:
+        dataset = frames_dataset.build_dataset(config, is_train=True, validate=False)
+    log_dir = choose_log_dir(args, parallel)
+    if parallel.is_main:
+        log.info("log folder: %s", log_dir)
+    result = train(config, dataset, log_dir, parallel=parallel, checkpoint=args.checkpoint, seed=args.seed,
+                   progress=None)
+    if result.stopped_by in ("SIGINT", "SIGTERM"):
+        return 128 + getattr(signal, result.stopped_by)
+    return 0

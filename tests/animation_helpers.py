@@ -97,9 +97,13 @@ def real_face(name, size=128, marks=None):
     """A real face photo cropped around its dlib box, (size, size, 3) uint8."""
     from face_assets import face_asset
 
-    image = np.asarray(Image.open(face_asset(name)).convert("RGB"))
+    picture = Image.open(face_asset(name)).convert("RGB")
+    # dlib's detector costs grow with the pixel count: find the box on a copy of at most 512 pixels.
+    shrink = min(1.0, 512 / max(picture.size))
+    small = np.asarray(picture.resize((round(picture.width * shrink), round(picture.height * shrink))))
     marks = marks or landmarker()
-    return crop_face(image, marks.detect(image), size)
+    box = [v / shrink for v in marks.detect(small)]
+    return crop_face(np.asarray(picture), box, size)
 
 
 def real_clip(count=CLIP_FRAMES, size=128, step=3, marks=None):

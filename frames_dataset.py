@@ -26,7 +26,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from augmentation import Augmentation
-from frame_io import FrameError, check_image, clip_folders, list_frames, read_rgb
+from frame_io import FrameError, check_image, clip_folders, image_size, list_frames, read_rgb
 from kpmaker import KeypointError, keypoint_path, load_keypoints
 
 PRIOR_MODES = ("first_frame", "per_frame")
@@ -331,7 +331,7 @@ def validate_dataset(root_dir, frame_shape, keypoint_dir=None, splits=("train",)
         if not frames:
             problems["empty"].append(str(folder))
             continue
-        _check_frames(frames, tuple(frame_shape[:2]), problems)
+        _check_frames(frames, tuple(frame_shape[:2]), problems, check_image if check_pixels else image_size)
         if use_prior:
             fallback = _check_keypoints(keypoint_dir, name, frames, prior_mode, strict_prior, problems)
             counts["fallback_frames"] += fallback
@@ -363,11 +363,12 @@ def _validation_folders(root, splits):
     return folders
 
 
-def _check_frames(frames, size, problems):
+def _check_frames(frames, size, problems, check):
+    """Appends unreadable frames and wrong/mixed sizes of one clip to problems; check(path) -> (H, W)."""
     sizes = set()
     for path in frames:
         try:
-            frame_size = check_image(path)
+            frame_size = check(path)
         except FrameError as error:
             problems["unreadable"].append(str(error).split(";")[0])
             continue

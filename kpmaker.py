@@ -225,9 +225,11 @@ def run_jobs(jobs, predictor, upsample, workers):
 
     bar = tqdm(total=len(jobs), desc="kpmaker", unit="clip", file=sys.stderr, disable=None)
     pool = None
+    # Load the models here first even with workers: a model that fails to load in a pool initializer
+    # makes the pool respawn workers forever instead of reporting the error.
+    _init_worker(predictor, upsample)
     try:
         if workers <= 1:
-            _init_worker(predictor, upsample)
             results = map(_work, jobs)
         else:
             # spawn, not fork: forking a process that already runs torch threads can deadlock.

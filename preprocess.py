@@ -21,7 +21,7 @@ import re
 import shutil
 import sys
 from collections import Counter
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -444,9 +444,11 @@ def run_jobs(jobs, options, workers):
         return
     bar = tqdm(total=len(jobs), desc="preprocess", unit="clip", file=sys.stderr, disable=None)
     pool = None
+    # Load the models here first even with workers: a model that fails to load in a pool initializer
+    # makes the pool respawn workers forever instead of reporting the error.
+    _init_worker(options)
     try:
         if workers <= 1:
-            _init_worker(options)
             results = map(_work, jobs)
         else:
             # spawn, not fork: forking a process that already runs torch threads can deadlock.

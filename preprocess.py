@@ -57,6 +57,7 @@ LAYOUT_HELP = {
 }
 SETTINGS_FILE = ".preprocess.json"
 PARTIAL_PREFIX = ".partial-"
+ONSET_SEARCH = 10          # frames tried for the face box when the onset frame has none
 
 
 class PreprocessError(RuntimeError):
@@ -146,7 +147,7 @@ def _find_megc(root):
             continue
         clip_frames = [f for f in frames if f not in face_frames]
         bare, prefix_class = _strip_class_prefix(rel[-1])
-        hint = prefix_class or _class_from_parts(rel[:-1]) or MEGC2021_CLIP_CLASSES.get(bare, "")
+        hint = prefix_class or _class_from_parts(rel[:-1]) or MEGC2021_CLIP_CLASSES.get(bare, "") or _smic_class(bare)
         clips.append(RawClip(folder=folder, clip_id=bare, folder_name=bare, subject=rel[-2] if len(rel) > 1 else "",
                              class_hint=hint, frames=clip_frames))
     if not clips or not faces:
@@ -164,6 +165,12 @@ def _class_word(text):
         if text.lower().startswith(name.lower()):
             return name
     return {"po": "Positive", "ne": "Negative", "sur": "Surprise"}.get(text.lower(), "")
+
+
+def _smic_class(clip_id):
+    """SMIC clip ids carry their class: 's3_po_05' → 'Positive'."""
+    match = re.fullmatch(r"s\d+_(po|ne|sur)_\d+", clip_id, re.IGNORECASE)
+    return _class_word(match.group(1)) if match else ""
 
 
 def _class_from_parts(parts):
@@ -410,13 +417,16 @@ class _NoFace(Exception):
 
 
 def _onset_box(frames, landmarker):
-    """(index, box) of the first frame with a face, starting at the onset; the onset almost always has one."""
-    for index, path in enumerate(frames):
+    """(index, box) of the first frame with a face among the first ONSET_SEARCH, starting at the onset.
+
+    The onset almost always has one; a blank or blinking onset should not cost the whole clip.
+    """
+    for index, path in enumerate(frames[:ONSET_SEARCH]):
         box = landmarker.detect(read_rgb(path))
         if box is not None:
             return index, box
-    raise _NoFace(f"{Path(frames[0]).parent}: dlib finds no face in any of its {len(frames)} frame(s); "
-                  "check the frames (or drop the clip)")
+    raise _NoFace(f"{Path(frames[0]).parent}: dlib finds no face in the first {min(len(frames), ONSET_SEARCH)} "
+                  "frame(s); check the frames (is the face upright and at least ~40 px?) or drop the clip")
 
 
 # One landmarker per worker process: dlib models take a second to load and cannot be pickled.

@@ -167,9 +167,20 @@ def test_bad_clips_fail_alone_with_clear_reasons(tmp_path, capsys, real_frames):
     failed = {line.split(":")[0].split()[-1]: line for line in stdout.splitlines() if "FAILED" in line}
     assert set(failed) == {"sub02_EP01_01", "sub03_EP05_01", "sub03_EP06_01"}
     assert str(corrupt) in failed["sub02_EP01_01"] and "re-extract or delete" in failed["sub02_EP01_01"]
-    assert "no face" in failed["sub03_EP05_01"]
+    assert "no face in the first 2 frame(s)" in failed["sub03_EP05_01"]
     assert "no image frames" in failed["sub03_EP06_01"]
     assert not any(p.name.startswith(".partial") for p in out.iterdir())
+
+
+def test_onset_without_face_takes_the_box_from_the_next_frame(tmp_path, capsys, real_frames):
+    write = [no_face(real_frames[0].shape), real_frames[1], real_frames[2]]
+    for i, image in enumerate(write):
+        save(tmp_path / "raw" / "006" / "006_2_1" / f"006_{i + 10:05d}.jpg", image)
+    code, stdout, _ = run(capsys, "--dataset", "samm", "--input", tmp_path / "raw", "--output", tmp_path / "out",
+                          "--size", SIZE)
+    assert code == 0
+    assert "note 006_2_1: no face on the onset frame; box from 006_00011.jpg" in stdout
+    assert len(list_frames(tmp_path / "out" / "006_2_1")) == 3
 
 
 def test_rgba_and_grayscale_raw_frames(tmp_path, capsys, real_frames):

@@ -2,6 +2,8 @@
 import csv
 import os
 import shutil
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -11,7 +13,7 @@ import kpmaker
 from frame_io import clip_folders, list_frames, read_rgb
 from modules.face_landmarks import FaceLandmarker
 from modules.facial_prior import fallback_prior, prior_from_landmarks
-from tests.data_helpers import (OUT_SIZE, face_cache, no_face, photos, processed_root, real_frames,  # noqa: F401
+from tests.data_helpers import (OUT_SIZE, ROOT_DIR, face_cache, no_face, photos, processed_root, real_frames,  # noqa: F401
                                 save)
 
 
@@ -126,6 +128,11 @@ def test_same_clip_name_in_train_and_test_is_refused(root, capsys):
     shutil.copytree(root / "train" / "sub02_EP01_01f", root / "test" / "sub02_EP01_01f")
     code, _, err = run(capsys, "--root", root)
     assert code == 1 and "'sub02_EP01_01f' is in both" in err
+
+
+def test_cli_help_explains():
+    result = subprocess.run([sys.executable, "kpmaker.py", "--help"], cwd=ROOT_DIR, capture_output=True, text=True)
+    assert result.returncode == 0 and "--strict" in result.stdout and "fallback template" in result.stdout
 
 
 def test_missing_root_and_bad_args(tmp_path, capsys):

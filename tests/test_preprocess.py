@@ -99,6 +99,11 @@ def test_annotations_name_classes_trim_and_write_labels(tmp_path, capsys, real_f
     row = rows["Positive_sub01_EP02_01f"]
     assert (row["subject"], row["clip"], row["onset"], row["apex"], row["offset"], row["aus"], row["emotion"],
             row["class"], row["frames"]) == ("sub01", "EP02_01f", "9", "10", "11", "12", "happiness", "Positive", "3")
+    # --all-clips keeps the unclassified clip too, under its bare name.
+    code, stdout, _ = run(capsys, "--dataset", "casme2", "--input", raw, "--output", out, "--size", SIZE,
+                          "--annotations", sheet, "--trim", "--all-clips")
+    assert code == 0 and "clips written: 1" in stdout
+    assert names(out) == ["Negative_sub02_EP01_01", "Positive_sub01_EP02_01f", "sub02_EP01_01f"]
 
 
 def test_samm_xlsx_sheet_with_title_rows(tmp_path, capsys, real_frames):

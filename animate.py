@@ -260,9 +260,11 @@ def run(config, args):
     """run.py --mode animate."""
     if not getattr(args, "checkpoint", None):
         raise AnimationError("animate needs --checkpoint (the trained model to animate with)")
+    import logging
+
     from runtime import select_device
 
     return animate_dataset(config, args.checkpoint, out_dir=args.out, device=select_device(args.device),
                            precision=args.precision, compile=args.compile, batch_frames=args.batch_frames,
                            fps=args.fps, overwrite=args.overwrite, num_pairs=args.num_pairs,
-                           grayscale=args.grayscale)
+                           grayscale=args.grayscale, log=logging.getLogger("fpfomm").info)

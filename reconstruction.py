@@ -87,9 +87,12 @@ def run(config, args):
     """run.py --mode reconstruction."""
     if not getattr(args, "checkpoint", None):
         raise AnimationError("reconstruction needs --checkpoint (the trained model to reconstruct with)")
+    import logging
+
     from runtime import select_device
 
     return reconstruct_dataset(config, args.checkpoint, out_dir=args.out, device=select_device(args.device),
                                precision=args.precision, compile=args.compile, batch_frames=args.batch_frames,
                                fps=args.fps, overwrite=args.overwrite, num_videos=args.num_videos,
-                               evaluate=not getattr(args, "no_eval", False))
+                               evaluate=not getattr(args, "no_eval", False),
+                               log=logging.getLogger("fpfomm").info)

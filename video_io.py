@@ -39,6 +39,8 @@ def to_rgb_uint8(image):
 
 def read_image(path):
     """One image file → (H, W, 3) uint8 RGB (any mode). Raises MediaError for a missing or bad file."""
+    if not os.path.isfile(path):
+        raise MediaError(f"{path}: image not found")
     try:
         return read_rgb(path)
     except FrameError as error:

@@ -65,6 +65,9 @@ def load_networks(checkpoint, networks, path="checkpoint", required=("kp_detecto
                               "check that --config is the one the checkpoint was trained with")
 
 
+TEMPORARY_PREFIX, TEMPORARY_SUFFIX = ".tmp-", ".pth.tar"
+
+
 def write_atomically(obj, path):
     """torch.save to a temporary file in the same folder, fsync, then rename over ``path``.
 
@@ -72,7 +75,7 @@ def write_atomically(obj, path):
     """
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".pth.tar", dir=folder)
+    fd, tmp = tempfile.mkstemp(prefix=TEMPORARY_PREFIX, suffix=TEMPORARY_SUFFIX, dir=folder)
     try:
         with os.fdopen(fd, "wb") as handle:
             torch.save(obj, handle)
@@ -154,6 +157,24 @@ def has_training_state(checkpoint):
     return TRAIN_STATE in checkpoint
 
 
+def remove_stale_temporaries(folder):
+    """Delete temporary files that a killed :func:`write_atomically` left in ``folder`` (they can be
+    as large as a checkpoint). Only call this when no other process writes checkpoints there.
+    Returns the removed paths."""
+    removed = []
+    if not os.path.isdir(folder):
+        return removed
+    for name in os.listdir(folder):
+        if name.startswith(TEMPORARY_PREFIX) and name.endswith(TEMPORARY_SUFFIX):
+            path = os.path.join(folder, name)
+            try:
+                os.remove(path)
+                removed.append(path)
+            except OSError:
+                pass
+    return removed
+
+
 def is_training_checkpoint(path):
     """Whether the checkpoint at ``path`` was written by this project's training (cheap: memory-mapped
     where the file format allows, so a large checkpoint is not read twice)."""
@@ -161,7 +182,7 @@ def is_training_checkpoint(path):
         raise CheckpointError(f"{path}: checkpoint not found")
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    except Exception:  # legacy (pre-zip) files cannot be memory-mapped
+    except Exception:  # legacy (pre-zip) files cannot be memory-mapped; read_checkpoint reports junk
         checkpoint = read_checkpoint(path)
     return has_training_state(checkpoint)
 

@@ -102,8 +102,9 @@ def start(device_request="auto", environ=None):
     return Parallel(rank=rank, world_size=world_size, local_rank=local_rank, device=device)
 
 
-def finish(parallel):
-    """Leave the process group (after the others are done with it)."""
+def finish(parallel, wait=True):
+    """Leave the process group; ``wait`` for the others first (not after a failure: they may be gone)."""
     if parallel.distributed and dist.is_initialized():
-        dist.barrier()
+        if wait:
+            dist.barrier()
         dist.destroy_process_group()

@@ -213,6 +213,9 @@ class Trainer:
         self.logger = Logger(log_dir, enabled=parallel.is_main, log_freq=train_params["log_freq"],
                              visualizer_params=config.get("visualizer_params"),
                              start_iteration=self.iteration, progress=progress)
+        if parallel.is_main:
+            for path in ckpt.remove_stale_temporaries(log_dir):
+                self.logger.note(f"removed {path}, left by a checkpoint write that was killed")
 
     def _build_models(self):
         from modules.model import DiscriminatorFullModel, GeneratorFullModel
@@ -232,8 +235,11 @@ class Trainer:
         if self.generator_full.vgg is not None:
             ignored += [f"vgg.{n}" for n, _ in chain(self.generator_full.vgg.named_parameters(),
                                                      self.generator_full.vgg.named_buffers())]
-        DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(self.generator_full, ignored)
-        self.generator_step = DistributedDataParallel(self.generator_full, device_ids=device_ids)
+        ignore = getattr(DistributedDataParallel, "_set_params_and_buffers_to_ignore_for_model", None)
+        if ignore is not None:
+            ignore(self.generator_full, ignored)
+        self.generator_step = DistributedDataParallel(self.generator_full, device_ids=device_ids,
+                                                      find_unused_parameters=ignore is None)
         if self.use_gan:
             self.discriminator_step = DistributedDataParallel(self.discriminator_full, device_ids=device_ids)
 
@@ -369,6 +375,9 @@ class Trainer:
                     sums[name] = sums.get(name, 0.0) + value
                 count += 1
                 self.logger.log_iteration(self.epoch, self.iteration, values, norms)
+                if log.isEnabledFor(logging.DEBUG):
+                    log.debug("iteration %d (epoch %d): %s", self.iteration, self.epoch,
+                              "; ".join(f"{k} {v:.5f}" for k, v in values.items()))
                 if done == self.batches_per_epoch and self.parallel.is_main:
                     sample = self._sample_for_sheet(batch, generated)
                 del generated
@@ -462,11 +471,11 @@ def copy_config(config_path, log_dir):
     return target
 
 
-def choose_log_dir(args, parallel):
+def choose_log_dir(args, parallel, resuming):
     """Resuming one of our checkpoints continues in its folder (as FOMM does); anything else gets a new one."""
     folder = None
     if parallel.is_main:
-        if args.checkpoint and ckpt.is_training_checkpoint(args.checkpoint):
+        if resuming:
             folder = os.path.dirname(os.path.abspath(args.checkpoint))
         else:
             folder = run_folder(args.log_dir, args.config)
@@ -478,27 +487,36 @@ def choose_log_dir(args, parallel):
 def run(config, args, parallel=None):
     """run.py's train mode: dataset from the config, log folder, train. Returns the process exit code."""
     import frames_dataset
-    from parallel import start
+    from parallel import finish, start
 
+    own = parallel is None
     parallel = parallel or start(args.device)
-    # The main process validates the dataset once; the others wait for its verdict rather than
-    # each checking every frame (or hanging in a collective if only the main process failed).
-    problem, dataset = None, None
-    if parallel.is_main:
-        try:
-            dataset = frames_dataset.build_dataset(config, is_train=True, validate=True)
-        except frames_dataset.DatasetError as error:
-            problem = str(error)
-    problem = parallel.broadcast(problem)
-    if problem is not None:
-        raise frames_dataset.DatasetError(problem)
-    if dataset is None:
-        dataset = frames_dataset.build_dataset(config, is_train=True, validate=False)
-    log_dir = choose_log_dir(args, parallel)
-    if parallel.is_main:
-        log.info("log folder: %s", log_dir)
-    result = train(config, dataset, log_dir, parallel=parallel, checkpoint=args.checkpoint, seed=args.seed,
-                   progress=None)
+    ok = False
+    try:
+        # A checkpoint that cannot be read is reported before the dataset is looked at.
+        resuming = bool(args.checkpoint) and ckpt.is_training_checkpoint(args.checkpoint)
+        # The main process validates the dataset once; the others wait for its verdict rather than
+        # each checking every frame (or hanging in a collective if only the main process failed).
+        problem, dataset = None, None
+        if parallel.is_main:
+            try:
+                dataset = frames_dataset.build_dataset(config, is_train=True, validate=True)
+            except frames_dataset.DatasetError as error:
+                problem = str(error)
+        problem = parallel.broadcast(problem)
+        if problem is not None:
+            raise frames_dataset.DatasetError(problem)
+        if dataset is None:
+            dataset = frames_dataset.build_dataset(config, is_train=True, validate=False)
+        log_dir = choose_log_dir(args, parallel, resuming)
+        if parallel.is_main:
+            log.info("log folder: %s", log_dir)
+        result = train(config, dataset, log_dir, parallel=parallel, checkpoint=args.checkpoint, seed=args.seed,
+                       progress=None)
+        ok = True
+    finally:
+        if own:
+            finish(parallel, wait=ok)
     if result.stopped_by in ("SIGINT", "SIGTERM"):
         return 128 + getattr(signal, result.stopped_by)
     return 0

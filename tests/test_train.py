@@ -27,6 +27,13 @@ def pairs():
     return FacePairs(num_clips=2, num_frames=4, size=64)
 
 
+def fast_config(**train_overrides):
+    """The tiny config without the perceptual loss (no VGG19): for tests about the run, not the losses."""
+    config = tiny_config(**train_overrides)
+    config["train_params"]["loss_weights"]["perceptual"] = [0, 0, 0, 0, 0]
+    return config
+
+
 def _files(folder):
     return sorted(p for p in os.listdir(folder))
 
@@ -108,7 +115,7 @@ def _assert_same_training_state(a, b):
 def test_exact_resume_mid_epoch_and_at_epoch_boundary(pairs, tmp_path):
     """4 steps straight == 3 steps, stop, resume 1 step (with loader workers this time) == resume the
     epoch-0 checkpoint for 2 steps: same weights, Adam moments and logged losses, bit for bit."""
-    config = tiny_config(num_epochs=2, num_repeats=2, epoch_milestones=[1])
+    config = fast_config(num_epochs=2, num_repeats=2, epoch_milestones=[1])  # the frozen VGG has no state
     straight = _train_to(tmp_path / "straight", pairs, config, seed=11)
     assert straight.iteration == 4
 
@@ -116,7 +123,7 @@ def test_exact_resume_mid_epoch_and_at_epoch_boundary(pairs, tmp_path):
     assert stopped.stopped_by == "stop_at_iteration" and stopped.iteration == 3 and stopped.epoch == 1
     assert stopped.checkpoint.endswith(INTERRUPTED_CHECKPOINT)
     assert ckpt.read_checkpoint(stopped.checkpoint)["train_state"]["epoch_samples"] == 2
-    with_workers = tiny_config(num_epochs=2, num_repeats=2, epoch_milestones=[1], num_workers=2)
+    with_workers = fast_config(num_epochs=2, num_repeats=2, epoch_milestones=[1], num_workers=2)
     resumed = _train_to(tmp_path / "parts", pairs, with_workers, checkpoint=stopped.checkpoint)  # seed from it
     assert resumed.iteration == 4 and resumed.stopped_by is None
 
@@ -135,7 +142,7 @@ def test_exact_resume_mid_epoch_and_at_epoch_boundary(pairs, tmp_path):
 
 
 def test_sigterm_stops_after_the_step_with_a_checkpoint(pairs, tmp_path):
-    config = tiny_config(num_epochs=3, num_repeats=2)
+    config = fast_config(num_epochs=3, num_repeats=2)
     before = signal.getsignal(signal.SIGTERM)
 
     def send_sigterm(trainer, losses):
@@ -153,7 +160,7 @@ def test_sigterm_stops_after_the_step_with_a_checkpoint(pairs, tmp_path):
 def test_nan_loss_stops_naming_the_loss_and_saves_nothing(pairs, tmp_path, monkeypatch):
     import modules.model
 
-    config = tiny_config(num_epochs=3, num_repeats=1, checkpoint_freq=1)
+    config = fast_config(num_epochs=3, num_repeats=1, checkpoint_freq=1)
     original = modules.model.equivariance_jacobian_loss
 
     def poison(trainer, losses):  # from the second step on, one loss is NaN
@@ -169,7 +176,7 @@ def test_nan_loss_stops_naming_the_loss_and_saves_nothing(pairs, tmp_path, monke
 
 def test_failed_checkpoint_write_leaves_the_previous_one_intact(pairs, tmp_path, monkeypatch):
     """torch.save dies half-way through the second checkpoint (same file name as the first)."""
-    config = tiny_config(num_epochs=1, num_repeats=1)
+    config = fast_config(num_epochs=1, num_repeats=1)
     first = _train_to(tmp_path, pairs, config)
     original_bytes = open(first.checkpoint, "rb").read()
 
@@ -191,7 +198,7 @@ def test_failed_checkpoint_write_leaves_the_previous_one_intact(pairs, tmp_path,
 
 
 def test_published_checkpoint_fine_tunes_and_a_foreign_one_is_refused(pairs, tmp_path):
-    config = tiny_config(num_epochs=1, num_repeats=1)
+    config = fast_config(num_epochs=1, num_repeats=1)
     torch.manual_seed(5)
     kp, gen, disc = build_networks(config["model_params"])
     published = tmp_path / "published.pth.tar"
@@ -206,7 +213,7 @@ def test_published_checkpoint_fine_tunes_and_a_foreign_one_is_refused(pairs, tmp
     assert result.epoch == 1 and result.iteration == 1 and seen["epoch"] == 0
     assert "fine-tuning from epoch 0" in (tmp_path / "run" / "log.txt").read_text()
 
-    wider = tiny_config()
+    wider = fast_config()
     wider["model_params"]["generator_params"]["block_expansion"] = 16
     _, other_gen, _ = build_networks(wider["model_params"])
     foreign = tmp_path / "foreign.pth.tar"
@@ -217,8 +224,8 @@ def test_published_checkpoint_fine_tunes_and_a_foreign_one_is_refused(pairs, tmp
 
 def test_setup_errors_are_clear(pairs, tmp_path):
     with pytest.raises(TrainingSetupError, match="less than batch_size"):
-        _train_to(tmp_path, pairs, tiny_config(batch_size=8, num_repeats=1))
-    no_training = tiny_config()
+        _train_to(tmp_path, pairs, fast_config(batch_size=8, num_repeats=1))
+    no_training = fast_config()
     no_training["train_params"] = None
     with pytest.raises(TrainingSetupError, match="no train_params"):
         _train_to(tmp_path, pairs, no_training)
@@ -244,3 +251,19 @@ def test_logger_resume_drops_entries_after_the_checkpoint(tmp_path):
     lines = (tmp_path / "losses.jsonl").read_text().splitlines()
     assert [json.loads(line)["iteration"] for line in lines] == [1, 2]
 
+
+
+def test_bf16_autocast_trains(pairs, tmp_path):
+    result = _train_to(tmp_path, pairs, fast_config(num_epochs=1, num_repeats=1, precision="bf16"))
+    assert result.iteration == 1 and all(np.isfinite(v) for v in result.epoch_losses.values())
+    weights = ckpt.read_checkpoint(result.checkpoint)["generator"]
+    assert all(v.dtype != torch.bfloat16 for v in weights.values())  # autocast: the weights stay fp32
+
+
+def test_progress_bar_shows_the_epoch(tmp_path, capsys):
+    with logger_module.Logger(str(tmp_path), tensorboard=False, progress=True) as bar:
+        bar.start_epoch(7, 2)
+        bar.log_iteration(7, 1, {"perceptual": 1.5})
+        bar.log_iteration(7, 2, {"perceptual": 0.5})
+        bar.end_epoch(7, 2)
+    assert "epoch 7" in capsys.readouterr().err

@@ -11,6 +11,7 @@ import functools
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 from PIL import Image
 from torch.utils.data import Dataset
@@ -115,3 +116,25 @@ def state_dicts_equal(a, b, atol=0.0):
             if value.shape != other.shape or not torch.allclose(value.double(), other.double(), atol=atol, rtol=0):
                 differ.append(key)
     return differ
+
+
+def write_config(path, root_dir, perceptual=True, **train_overrides):
+    """A config file like a user's: config/tiny.yaml with root_dir and train_params changed
+    (``perceptual=False``: no perceptual loss, so no VGG19 to build and run)."""
+    import yaml
+
+    with open(TINY_CONFIG) as handle:
+        raw = yaml.safe_load(handle)
+    raw["dataset_params"]["root_dir"] = str(root_dir)
+    raw["train_params"].update(train_overrides)
+    if not perceptual:
+        raw["train_params"]["loss_weights"]["perceptual"] = [0, 0, 0, 0, 0]
+    with open(path, "w") as handle:
+        yaml.safe_dump(raw, handle, sort_keys=False)
+    return Path(path)
+
+
+@pytest.fixture(scope="session")
+def face_dataset(tmp_path_factory):
+    """A dataset tree (2 clips × 4 frames, 64 px, kpmaker files) shared by the command-line tests."""
+    return write_dataset(tmp_path_factory.mktemp("faces"), num_clips=2, num_frames=4, size=64)

@@ -167,10 +167,11 @@ def _error_classes(table, module=None):
 
 
 def _configure_logging(verbose, main_process):
+    # --verbose opens up this project's loggers only; libraries (PIL, tensorboard) stay at INFO.
     level = logging.DEBUG if verbose else logging.INFO
     if not main_process:
         level = logging.WARNING  # one voice on the console under torchrun
-    logging.basicConfig(level=level, format="%(message)s", stream=sys.stderr)
+    logging.basicConfig(level=max(level, logging.INFO), format="%(message)s", stream=sys.stderr)
     logging.getLogger("fpfomm").setLevel(level)
 
 

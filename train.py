@@ -360,7 +360,9 @@ class Trainer:
         epoch_losses = {}
         while self.epoch < num_epochs:
             done = self.epoch_samples // self.batch_size
-            self.sampler.set_epoch(self.epoch, skip=self.epoch_samples // self.parallel.world_size)
+            # min(): a resumed run whose config has fewer samples per epoch just finishes that epoch.
+            skip = min(self.epoch_samples // self.parallel.world_size, self.sampler.num_samples)
+            self.sampler.set_epoch(self.epoch, skip=skip)
             self.logger.start_epoch(self.epoch, self.batches_per_epoch, done=done)
             started, sample, sums, count = time.time(), None, {}, 0
             for batch in self.loader:

@@ -96,7 +96,8 @@ def test_help_explains_modes_and_flags():
 
 
 def test_train_from_the_command_line_then_resume(face_dataset, tmp_path, capsys):
-    config = write_config(tmp_path / "faces.yaml", face_dataset, num_epochs=1, num_repeats=1)
+    # No perceptual loss: no VGG19 to build in the child process (test_train covers it).
+    config = write_config(tmp_path / "faces.yaml", face_dataset, perceptual=False, num_epochs=1, num_repeats=1)
     log_root = tmp_path / "log"
     done = subprocess.run([sys.executable, "run.py", "--config", str(config), "--log_dir", str(log_root),
                            "--device_ids", "0", "--seed", "4"],
@@ -112,7 +113,7 @@ def test_train_from_the_command_line_then_resume(face_dataset, tmp_path, capsys)
     assert list((folder / "tensorboard").iterdir())
 
     # Resume with more epochs: same folder, the config that differs is kept beside the first.
-    longer = write_config(tmp_path / "faces.yaml", face_dataset, num_epochs=2, num_repeats=1)
+    longer = write_config(tmp_path / "faces.yaml", face_dataset, perceptual=False, num_epochs=2, num_repeats=1)
     code, err = _main(capsys, "--config", str(longer), "--checkpoint", str(folder / "00000000-checkpoint.pth.tar"),
                       "--cpu", "--log_dir", str(tmp_path / "elsewhere"))
     assert code == 0, err

@@ -66,8 +66,10 @@ class Logger:
         if tensorboard:
             from torch.utils.tensorboard import SummaryWriter  # deferred: imports tensorboard (~1 s)
 
+            # Events of an earlier attempt after the resumed step are dropped (step N itself was
+            # logged before its checkpoint was written).
             self._writer = SummaryWriter(os.path.join(log_dir, TENSORBOARD_DIR),
-                                         purge_step=start_iteration if start_iteration > 0 else None)
+                                         purge_step=start_iteration + 1 if start_iteration > 0 else None)
 
     # -- files -------------------------------------------------------------------------------------
 

@@ -139,6 +139,11 @@ def test_exact_resume_mid_epoch_and_at_epoch_boundary(pairs, tmp_path):
         return {e["iteration"]: e["losses"] for e in map(json.loads, (folder / "losses.jsonl").read_text().splitlines())}
 
     assert logged(tmp_path / "parts") == logged(tmp_path / "straight")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(tmp_path / "parts" / "tensorboard"))
+    events.Reload()
+    assert [e.step for e in events.Scalars("loss/gen_gan")] == [1, 2, 3, 4]
 
 
 def test_sigterm_stops_after_the_step_with_a_checkpoint(pairs, tmp_path):

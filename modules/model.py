@@ -1,5 +1,7 @@
 """Full training models: the generator side (keypoints → generator → every generator loss) and the
 discriminator side, as in FOMM's ``GeneratorFullModel`` / ``DiscriminatorFullModel``."""
+import contextlib
+
 import torch
 from torch import nn
 
@@ -11,6 +13,20 @@ from modules.perceptual import ImagePyramid, Vgg19
 
 def detach_kp(kp):
     return {key: value.detach() for key, value in kp.items()}
+
+
+@contextlib.contextmanager
+def frozen(module):
+    """Inside the block ``module``'s parameters do not require grad (restored afterwards), so graphs
+    built there lead back to its inputs only and backward computes no gradients for its weights."""
+    params = [p for p in module.parameters() if p.requires_grad]
+    for p in params:
+        p.requires_grad_(False)
+    try:
+        yield module
+    finally:
+        for p in params:
+            p.requires_grad_(True)
 
 
 def warped_prior(transform, prior, frame_size):
@@ -70,8 +86,16 @@ class GeneratorFullModel(nn.Module):
 
         if weights["generator_gan"] != 0:
             kp = detach_kp(kp_driving)
-            maps_generated = self.discriminator(pyramid_generated, kp=kp)
-            maps_real = self.discriminator(pyramid_real, kp=kp)
+            # The published step also computed the discriminator's weight gradients here (from the
+            # generated and, through feature matching, the real frames) and then zeroed them before the
+            # discriminator's own step. They are never used, so the discriminator is frozen for this
+            # pass and sees the real frames without a graph: the generator's and keypoint detector's
+            # gradients are the same, the discriminator's forward (spectral-norm power iterations
+            # included) is unchanged, and its backward runs to the generated frames only.
+            with frozen(self.discriminator):
+                maps_generated = self.discriminator(pyramid_generated, kp=kp)
+                with torch.no_grad():
+                    maps_real = self.discriminator(pyramid_real, kp=kp)
             losses["gen_gan"] = lsgan_generator_loss(
                 [maps_generated[f"prediction_map_{s}"] for s in self.disc_scales], weights["generator_gan"])
             if sum(weights["feature_matching"]) != 0:

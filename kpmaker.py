@@ -247,13 +247,22 @@ def run_jobs(jobs, predictor, upsample, workers):
 
 # --------------------------------------------------------------------------- reporting
 
-def write_report(path, results):
-    """CSV of every frame that uses the fallback template: split, clip, frame."""
+def write_report(path, results, splits=SPLITS):
+    """CSV of every frame that uses the fallback template: split, clip, frame.
+
+    Rows of splits this run did not look at (``--splits``) are kept from the previous report, so a
+    partial run does not hide the fallbacks of the other split.
+    """
+    kept = []
+    if Path(path).is_file():
+        with open(path, newline="") as handle:
+            kept = [row for row in csv.reader(handle) if len(row) == 3 and row[0] not in splits and row[0] != "split"]
+    rows = kept + [[result.split, result.name, frame]
+                   for result in results for frame in result.missing]
     text = io.StringIO()
     writer = csv.writer(text, lineterminator="\n")
     writer.writerow(["split", "clip", "frame"])
-    for result in sorted(results, key=lambda r: (r.split, r.name)):
-        writer.writerows([result.split, result.name, frame] for frame in result.missing)
+    writer.writerows(sorted(rows, key=lambda row: (row[0], row[1])))
     tmp = Path(path).with_name(f".{Path(path).name}.tmp")
     tmp.write_text(text.getvalue())
     os.replace(tmp, path)
@@ -318,7 +327,7 @@ def run(args):
     model = model_id(predictor, args.upsample)
     results = [save_result(r, out, model) for r in run_jobs(jobs, predictor, args.upsample, args.workers)]
     report = out / REPORT_NAME
-    write_report(report, results)
+    write_report(report, results, args.splits)
     for line in summary(results, report):
         print(line)
     if args.strict and any(r.missing for r in results):

@@ -79,6 +79,10 @@ def test_no_face_frame_uses_fallback_listed_in_report(root, capsys):
     np.testing.assert_allclose(data["prior"][-1], fallback_prior((OUT_SIZE, OUT_SIZE)).numpy())
     with open(root / "keypoints" / kpmaker.REPORT_NAME) as handle:
         assert list(csv.DictReader(handle)) == [{"split": "train", "clip": "sub01_EP02_01f", "frame": "img13.png"}]
+    # A later run over the test split only keeps the train split's fallbacks in the report.
+    assert run(capsys, "--root", root, "--splits", "test")[0] == 0
+    with open(root / "keypoints" / kpmaker.REPORT_NAME) as handle:
+        assert list(csv.DictReader(handle)) == [{"split": "train", "clip": "sub01_EP02_01f", "frame": "img13.png"}]
 
 
 def test_strict_fails_with_the_frame_named(root, capsys):

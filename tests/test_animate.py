@@ -304,3 +304,24 @@ def test_reconstruction_writes_frames_video_and_scores(split, checkpoint, tmp_pa
     assert (tmp_path / "reconstruction_metrics.csv").is_file() and (tmp_path / "reconstruction_metrics.json").is_file()
     with pytest.raises(inference.AnimationError, match="--overwrite"):
         reconstruction.reconstruct_dataset(tiny_config(split), str(checkpoint), out_dir=str(tmp_path), evaluate=False)
+
+
+def test_through_run_py(split, checkpoint, tmp_path, capsys):
+    """run.py --mode animate / reconstruction dispatch to these modules; bad input is one line, exit 2."""
+    import yaml
+
+    import run
+
+    config = tiny_config(split)
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(config))
+    common = ["--config", str(path), "--checkpoint", str(checkpoint), "--cpu"]
+    assert run.main(common + ["--mode", "animate", "--out", str(tmp_path / "a"), "--num_pairs", "1",
+                              "--precision", "bf16", "--batch_frames", "4"]) == 0
+    assert len(frame_names(tmp_path / "a" / f"{CLIP}-obama")) == CLIP_FRAMES
+    assert run.main(common + ["--mode", "reconstruction", "--out", str(tmp_path / "r"), "--no_eval"]) == 0
+    assert len(frame_names(tmp_path / "r" / CLIP)) == CLIP_FRAMES
+    capsys.readouterr()
+    assert run.main(common + ["--mode", "animate", "--out", str(tmp_path / "a"), "--num_pairs", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "--overwrite" in err and err.count("\n") == 1

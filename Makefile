@@ -21,5 +21,13 @@ test: $(VENV)/.installed
 test-all: $(VENV)/.installed
 	$(PY) -m pytest -m "" $(PYTEST_ARGS)
 
+## Benchmarks (issue 7): animation, training and memory, a few minutes each on 2 cores. Figures go to
+## benchmarks/results/ (JSON + markdown); benchmarks/RESULTS.md quotes them. BENCH_ARGS=--quick for a short run.
+BENCH_ARGS ?=
+bench: $(VENV)/.installed
+	$(PY) benchmarks/bench_animate.py $(BENCH_ARGS)
+	$(PY) benchmarks/bench_train.py $(BENCH_ARGS)
+	$(PY) benchmarks/bench_memory.py $(BENCH_ARGS)
+
 clean:
 	rm -rf .pytest_cache __pycache__ */__pycache__

@@ -325,3 +325,43 @@ def test_through_run_py(split, checkpoint, tmp_path, capsys):
     assert run.main(common + ["--mode", "animate", "--out", str(tmp_path / "a"), "--num_pairs", "1"]) == 2
     err = capsys.readouterr().err
     assert "--overwrite" in err and err.count("\n") == 1
+
+
+def test_learned_keypoints_baseline_needs_no_prior(split, tmp_path):
+    """The vanilla FOMM baseline (learned keypoints) animates without any facial prior or dlib."""
+    from configuration import build_networks
+
+    config = tiny_config(split)
+    config["model_params"]["common_params"].update(num_kp=10, keypoint_mode="learned")
+    torch.manual_seed(3)
+    kp_detector, generator, discriminator = build_networks(config["model_params"])
+    assert kp_detector.mode == "learned"
+    path = tmp_path / "fomm.pth.tar"
+    torch.save({"kp_detector": kp_detector.state_dict(), "generator": generator.state_dict(),
+                "discriminator": discriminator.state_dict()}, path)
+
+    class NoDlib:
+        def __call__(self):
+            raise AssertionError("dlib must not be needed for learned keypoints")
+
+    results = animate.animate_dataset(config, str(path), out_dir=str(tmp_path / "out"), num_pairs=1,
+                                      log=lambda _: None, landmarker=NoDlib())
+    assert results[0]["frames"] == CLIP_FRAMES
+
+
+@pytest.mark.slow
+def test_compiled_path_matches_eager(split, networks):
+    """--compile: one graph for every batch (the last one padded), same frames as eager."""
+    kp_detector, generator = networks
+    frames = _frames(split, 5)
+    prior = np.random.default_rng(6).uniform(12, 52, (18, 2)).astype(np.float32)
+    outputs = []
+    for compiled in (False, True):
+        animator = inference.Animator(kp_detector, generator, "cpu", compile=compiled, batch_frames=3)
+        source = animator.encode_source(frames[0], prior)
+        kp_initial = inference.reference_keypoints(animator, frames[0], prior)
+        driving = ((str(i), f, prior) for i, f in enumerate(frames))
+        outputs.append(np.stack([g for _, _, g in inference.animate_frames(
+            animator, source, driving, kp_initial, inference.Normalization())]))
+    assert outputs[1].shape == (5, 64, 64, 3)
+    assert np.abs(outputs[0].astype(int) - outputs[1]).max() <= 1

@@ -123,3 +123,17 @@ def test_train_from_the_command_line_then_resume(face_dataset, tmp_path, capsys)
     assert len(list(folder.glob("faces*.yaml"))) == 2
     log_text = (folder / "log.txt").read_text()
     assert "resumed from" in log_text and os.path.basename(str(folder)) in log_text
+
+
+def test_nan_during_training_is_exit_code_1_in_one_line(face_dataset, tmp_path, capsys, monkeypatch):
+    import modules.model
+
+    config = write_config(tmp_path / "nan.yaml", face_dataset, perceptual=False, num_epochs=1, num_repeats=1)
+    monkeypatch.setattr(modules.model, "equivariance_value_loss", lambda *a: torch.tensor(float("inf")))
+    code, err = _main(capsys, "--config", str(config), "--log_dir", str(tmp_path / "log"), "--cpu")
+    assert code == 1
+    failures = [line for line in err if line.startswith("run.py:")]
+    assert len(failures) == 1 and "training failed: loss equivariance_value = inf" in failures[0]
+    assert "Traceback" not in "\n".join(err)
+    (folder,) = (tmp_path / "log").iterdir()
+    assert not list(folder.glob("*.pth.tar"))

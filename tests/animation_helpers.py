@@ -60,15 +60,11 @@ def tiny_checkpoint(folder, seed=0, gray=False):
     return path
 
 
-def crop_face(image, box, size, margin=0.6):
-    """Square crop around a (left, top, right, bottom) box widened by ``margin`` per side, resized."""
-    left, top, right, bottom = box
-    cx, cy = (left + right) / 2, (top + bottom) / 2
-    half = max(right - left, bottom - top) * (0.5 + margin)
-    h, w = image.shape[:2]
-    x0, y0 = int(max(0, cx - half)), int(max(0, cy - half))
-    x1, y1 = int(min(w, cx + half)), int(min(h, cy + half))
-    return np.asarray(Image.fromarray(image[y0:y1, x0:x1]).resize((size, size), Image.Resampling.LANCZOS))
+def crop_face(image, box, size, margin=0.3):
+    """preprocess.py's square crop around a (left, top, right, bottom) box, grown by ``margin`` per side."""
+    from preprocess import crop_resize, square_box
+
+    return crop_resize(image, square_box(box, margin), size)
 
 
 def read_video(path, count, step=1):

@@ -13,6 +13,7 @@ holds a whole clip. Existing outputs are never replaced unless ``--overwrite`` i
 import csv
 import os
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -247,8 +248,13 @@ class Session:
         target_prior = first_prior = None
         tracks = ()
         if self.animator.uses_prior:
-            tracks = (self.priors.track(target_name, [target_file], target_raw.shape[:2]),
-                      self.priors.track(clip, files, first_raw.shape[:2]))
+            driving_track = self.priors.track(clip, files, first_raw.shape[:2])
+            if target_name == clip and Path(target_file) == Path(files[0]):
+                # Reconstruction: the target is the clip's own first frame, whose prior is in the clip's file.
+                target_track = driving_track
+            else:
+                target_track = self.priors.track(target_name, [target_file], target_raw.shape[:2])
+            tracks = (target_track, driving_track)
             target_prior = tracks[0](0, target_raw)
             first_prior = tracks[1](0, first_raw)
         source = self.animator.encode_source(target, target_prior, gray)

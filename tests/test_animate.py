@@ -273,6 +273,12 @@ def test_keypoint_files_are_used_when_present(split, checkpoint, tmp_path, marks
         a = pixels(f"{with_files[0]['outputs']['frames']}/{name}").astype(int)
         b = pixels(f"{measured[0]['outputs']['frames']}/{name}").astype(int)
         assert np.abs(a - b).max() <= 1
+    # Reconstruction takes the clip's first frame as the target: its prior comes from the clip's file.
+    kpmaker.main(["--root", str(root)])
+    results, _ = reconstruction.reconstruct_dataset(tiny_config(root), str(checkpoint), out_dir=str(tmp_path / "r"),
+                                                    evaluate=False, log=lambda _: None, landmarker=marks)
+    assert [r["clip"] for r in results] == [CLIP]
+    assert frame_names(tmp_path / "r" / CLIP) == frame_names(split / "test" / CLIP)
 
 
 def test_bad_inputs_give_clear_errors(split, checkpoint, tmp_path):

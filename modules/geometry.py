@@ -107,25 +107,78 @@ class Transform:
             grad_y = torch.autograd.grad(warped[..., 1].sum(), coordinates, create_graph=True)[0]
         return torch.stack([grad_x, grad_y], dim=-2)
 
-    def inverse_warp_coordinates(self, points, iterations=20, tol=1e-7):
+    def inverse_warp_coordinates(self, points, iterations=30, tol=1e-9):
         """Points of the original frame → where they land in the transformed frame. (B, N, 2).
 
-        Solves warp(q) = p by Newton's method from the inverse of the affine part; the random warps
-        are small perturbations of the identity, so a few iterations reach float precision.
+        Solves warp(q) = p per point by damped Newton steps from the inverse of the affine part.
+        The published TPS measures L1 distances and is not always invertible: it can fold a region
+        over itself, so some points have no preimage and Newton can stall in a crease. Points left
+        unsolved restart from the best point of a coarse grid over the frame, and keep whichever
+        answer lands closer: the exact preimage where there is one, else the closest point reached.
         """
-        theta = self.theta.to(torch.float64)
         target = points.detach().to(torch.float64)
-        linear_inv = torch.linalg.inv(theta[:, :, :2])[:, None]
-        q = (linear_inv @ (target - theta[:, None, :, 2]).unsqueeze(-1)).squeeze(-1)
         as_double = _DoubleView(self)
-        for _ in range(iterations):
-            residual = as_double.warp_coordinates(q) - target
-            if residual.abs().max() < tol:
-                break
-            jac = as_double.jacobian(q).detach()
-            q = q - torch.linalg.solve(jac, residual.unsqueeze(-1)).squeeze(-1)
-            q = q.detach()
+        linear_inv = torch.linalg.inv(as_double.theta[:, :, :2])[:, None]
+        start = (linear_inv @ (target - as_double.theta[:, None, :, 2]).unsqueeze(-1)).squeeze(-1)
+        q, residual = as_double._damped_newton(start, target, iterations, tol)
+        unsolved = residual.norm(dim=-1) > 1e-6
+        if unsolved.any():
+            retry, retry_residual = as_double._damped_newton(as_double._grid_start(target), target, iterations, tol)
+            better = (retry_residual.norm(dim=-1) < residual.norm(dim=-1)).unsqueeze(-1)
+            q = torch.where(better, retry, q)
         return q.to(points.dtype)
+
+    def _damped_newton(self, q, target, iterations, tol):
+        """Newton steps on warp(q) = target, each halved until it lowers that point's residual;
+        a point that no step improves has stalled and stops. → (q, residual), both (B, N, 2)."""
+        residual = self.warp_coordinates(q) - target
+        active = torch.ones(q.shape[:2], dtype=torch.bool, device=q.device)
+        for _ in range(iterations):
+            error = residual.norm(dim=-1)
+            active &= error > tol
+            if not active.any():
+                break
+            step = torch.linalg.solve(self.analytic_jacobian(q), residual.unsqueeze(-1)).squeeze(-1)
+            scale = torch.ones_like(error)
+            for _ in range(20):
+                candidate = q - scale.unsqueeze(-1) * step
+                candidate_residual = self.warp_coordinates(candidate) - target
+                worse = candidate_residual.norm(dim=-1) >= error
+                if not (worse & active).any():
+                    break
+                scale = torch.where(worse, scale / 2, scale)
+            improved = (candidate_residual.norm(dim=-1) < error) & active
+            active &= improved
+            q = torch.where(improved.unsqueeze(-1), candidate, q)
+            residual = torch.where(improved.unsqueeze(-1), candidate_residual, residual)
+        return q, residual
+
+    def _grid_start(self, target, extent=1.5, steps=121):
+        """For each target point, the point of a grid over [-extent, extent]² that the warp takes
+        closest to it. (B, N, 2)."""
+        axis = torch.linspace(-extent, extent, steps, dtype=target.dtype, device=target.device)
+        grid = torch.stack(torch.meshgrid(axis, axis, indexing="xy"), dim=-1).reshape(1, -1, 2)
+        warped = self.warp_coordinates(grid.expand(target.shape[0], -1, -1))  # (B, G, 2)
+        nearest = torch.cdist(target, warped).argmin(dim=-1)  # (B, N)
+        return grid[0][nearest]
+
+    def analytic_jacobian(self, coordinates):
+        """Closed form of :meth:`jacobian` (no autograd; for the inversion's inner loop). (B, N, 2, 2).
+
+        The TPS term adds one scalar f(z) = Σ_c w_c φ(r_c) to both coordinates, with
+        r_c = |z − c|₁ and φ(r) = r² log(r + 1e-6), so its jacobian is [∇f; ∇f].
+        """
+        theta = self.theta.to(coordinates.dtype)
+        jac = theta[:, None, :, :2].expand(coordinates.shape[0], coordinates.shape[1], 2, 2)
+        if not self.tps:
+            return jac
+        points = self.control_points.to(coordinates.dtype).reshape(1, 1, -1, 2)
+        params = self.control_params.to(coordinates.dtype)  # (B, 1, P)
+        offset = coordinates.unsqueeze(2) - points  # (B, N, P, 2)
+        r = offset.abs().sum(-1)
+        dphi = 2 * r * torch.log(r + 1e-6) + r**2 / (r + 1e-6)
+        grad = ((params * dphi).unsqueeze(-1) * torch.sign(offset)).sum(dim=2)  # (B, N, 2)
+        return jac + grad.unsqueeze(-2).expand(-1, -1, 2, -1)
 
 
 class _DoubleView(Transform):

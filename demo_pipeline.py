@@ -48,6 +48,25 @@ METHOD_LABELS = {"fp-fomm": "Facial-Prior FOMM", "fomm": "FOMM (learned keypoint
                  "copy-target": "copy the target (no motion)"}
 
 
+class Plan:
+    """What the demo builds and how long it trains. ``quick``: a few clips, one target face and a
+    few training steps: every stage runs, in about two minutes (the page test uses it)."""
+
+    def __init__(self, quick=False, epochs=None, repeats=None):
+        self.train_ranges = TRAIN_RANGES
+        self.test_clips = TEST_CLIPS
+        self.targets = TARGETS
+        self.epochs, self.repeats = epochs, repeats
+        if quick:
+            self.train_ranges = ((MAN, 40, 72, 16, 8),)
+            self.test_clips = TEST_CLIPS[:1]
+            self.targets = dict(list(TARGETS.items())[:1])
+            self.epochs, self.repeats = epochs or 1, repeats or 1
+
+    def signature(self):
+        return json.dumps([self.train_ranges, self.test_clips, self.targets, self.epochs, self.repeats])
+
+
 class DemoError(RuntimeError):
     """A stage could not finish; the message says which and what to do."""
 
@@ -103,7 +122,7 @@ class Stage:
 def fetch(layout):
     import face_assets
 
-    names = [WOMAN, MAN, *TARGETS.values()]
+    names = [WOMAN, MAN, *TARGETS.values()]  # all of them: a later full run reuses the cache
     return {name: face_assets.face_asset(name) for name in names}
 
 
@@ -132,25 +151,25 @@ def write_clip(folder, frames, first_number=0):
         Image.fromarray(frame).save(folder / f"img{first_number + offset}.png")
 
 
-def build_raw(layout, assets):
+def build_raw(layout, assets, plan):
     """Raw tree in preprocess.py's 'folder' layout: raw/train/<clip>/, raw/test/<clip>/, raw/test/<face>/."""
     if layout.raw.exists():
         shutil.rmtree(layout.raw)
     count = 0
-    for video, start, end, length, stride in TRAIN_RANGES:
+    for video, start, end, length, stride in plan.train_ranges:
         tag = "w" if video == WOMAN else "m"
         frames = read_video_frames(assets[video], start, end)
         for first in range(0, end - start - length + 1, stride):
             write_clip(layout.raw / "train" / f"train_{tag}{start + first:03d}", frames[first:first + length],
                        start + first)
             count += 1
-    for name, video, start, end in TEST_CLIPS:
+    for name, video, start, end in plan.test_clips:
         write_clip(layout.raw / "test" / name, read_video_frames(assets[video], start, end), start)
-    for face, asset in TARGETS.items():
+    for face, asset in plan.targets.items():
         folder = layout.raw / "test" / face
         folder.mkdir(parents=True, exist_ok=True)
         Image.open(assets[asset]).convert("RGB").save(folder / f"{face}.png")
-    log(f"raw clips: {count} for training, {len(TEST_CLIPS)} held out, {len(TARGETS)} target faces")
+    log(f"raw clips: {count} for training, {len(plan.test_clips)} held out, {len(plan.targets)} target faces")
 
 
 def prepare(layout, size, workers):
@@ -186,12 +205,12 @@ def micro_window(landmarks, found):
     return (int(start), int(end)) if end - start >= 4 else None
 
 
-def make_micro_clips(layout, workers):
+def make_micro_clips(layout, plan, workers):
     """Copy each held-out clip's micro window into test/<clip>_micro and compute its keypoints."""
     from frame_io import list_frames
 
     made = []
-    for name, *_ in TEST_CLIPS:
+    for name, *_ in plan.test_clips:
         record = np.load(layout.data / "keypoints" / f"{name}.npz")
         window = micro_window(record["landmarks"].astype(np.float64), record["found"].astype(bool))
         if window is None:
@@ -210,14 +229,14 @@ def make_micro_clips(layout, workers):
     return made
 
 
-def driving_clips(layout):
-    return sorted(p.name for p in (layout.data / "test").iterdir() if p.is_dir() and p.name not in TARGETS)
+def driving_clips(layout, plan):
+    return sorted(p.name for p in (layout.data / "test").iterdir() if p.is_dir() and p.name not in plan.targets)
 
 
-def write_pairs(layout):
+def write_pairs(layout, plan):
     """The MEGC pairs form: every target face × every driving clip."""
     lines = ["distance,source,driving,frame"]
-    lines += [f"0,{face},{clip},0" for face in TARGETS for clip in driving_clips(layout)]
+    lines += [f"0,{face},{clip},0" for face in plan.targets for clip in driving_clips(layout, plan)]
     layout.pairs.write_text("\n".join(lines) + "\n")
     return len(lines) - 1
 
@@ -261,7 +280,7 @@ def train(layout, method, config_path, device):
     return checkpoint
 
 
-def copy_target_outputs(layout, kind):
+def copy_target_outputs(layout, plan, kind):
     """The no-motion baseline: the target (animation) or the clip's first frame (reconstruction),
     repeated for every driving frame, written in the layout the evaluators read."""
     from frame_io import list_frames
@@ -272,9 +291,9 @@ def copy_target_outputs(layout, kind):
     test = layout.data / "test"
     if kind == "animation":
         jobs = [(f"{clip}-{face}", list_frames(test / face)[0], clip)
-                for face in TARGETS for clip in driving_clips(layout)]
+                for face in plan.targets for clip in driving_clips(layout, plan)]
     else:
-        jobs = [(clip, list_frames(test / clip)[0], clip) for clip in driving_clips(layout)]
+        jobs = [(clip, list_frames(test / clip)[0], clip) for clip in driving_clips(layout, plan)]
     for name, still, clip in jobs:
         folder = root / name
         folder.mkdir(parents=True)
@@ -309,6 +328,8 @@ def parse_args(argv=None):
     parser.add_argument("--epochs", type=int, default=None,
                         help="training epochs of both models (default: the demo configs'); small values for a quick look")
     parser.add_argument("--repeats", type=int, default=None, help="passes over the clips per epoch (default: the configs')")
+    parser.add_argument("--quick", action="store_true",
+                        help="a few clips, one target face, one short epoch: every stage in about two minutes")
     return parser.parse_args(argv)
 
 
@@ -332,9 +353,15 @@ def training_config(layout, source, name, epochs, repeats):
 
 def run(args):
     layout = Layout(args.out)
+    plan = Plan(args.quick, args.epochs, args.repeats)
+    plan_file = layout.stages / "plan.json"
+    if layout.out.exists() and not args.fresh and plan_file.is_file() and plan_file.read_text() != plan.signature():
+        log(f"{layout.out} holds a demo made with other settings: starting over")
+        args.fresh = True
     if args.fresh and layout.out.exists():
         shutil.rmtree(layout.out)
-    layout.out.mkdir(parents=True, exist_ok=True)
+    layout.stages.mkdir(parents=True, exist_ok=True)
+    plan_file.write_text(plan.signature())
     started = time.time()
     timings = {}
 
@@ -353,11 +380,11 @@ def run(args):
 
     size = load_config(CONFIG)["dataset_params"]["frame_shape"][0]
     assets = fetch(layout)
-    stage("raw", lambda: build_raw(layout, assets))
+    stage("raw", lambda: build_raw(layout, assets, plan))
     stage("prepare", lambda: prepare(layout, size, args.workers))
-    stage("micro", lambda: {"clips": make_micro_clips(layout, args.workers), "pairs": write_pairs(layout)})
-    configs = {"fp-fomm": training_config(layout, CONFIG, "demo", args.epochs, args.repeats),
-               "fomm": training_config(layout, CONFIG_FOMM, "demo_fomm", args.epochs, args.repeats)}
+    stage("micro", lambda: {"clips": make_micro_clips(layout, plan, args.workers), "pairs": write_pairs(layout, plan)})
+    configs = {"fp-fomm": training_config(layout, CONFIG, "demo", plan.epochs, plan.repeats),
+               "fomm": training_config(layout, CONFIG_FOMM, "demo_fomm", plan.epochs, plan.repeats)}
     checkpoints = {}
     for method in ("fp-fomm", "fomm"):
         stage(f"train-{method}", lambda m=method: {"checkpoint": str(train(layout, m, configs[m], args.device))})
@@ -367,14 +394,14 @@ def run(args):
             layout, m, "animate", configs[m], checkpoints[m], args.device) and None)
         stage(f"reconstruct-{method}", lambda m=method: model_outputs(
             layout, m, "reconstruction", configs[m], checkpoints[m], args.device) and None)
-    stage("copy-target", lambda: [copy_target_outputs(layout, kind) for kind in ("animation", "reconstruction")]
+    stage("copy-target", lambda: [copy_target_outputs(layout, plan, kind) for kind in ("animation", "reconstruction")]
           and None)
     for method in METHODS:
         stage(f"evaluate-{method}", lambda m=method: evaluate(layout, m))
 
     import demo_page
 
-    page, summary = demo_page.write_page(layout, METHODS, METHOD_LABELS, TARGETS, checkpoints,
+    page, summary = demo_page.write_page(layout, METHODS, METHOD_LABELS, plan.targets, checkpoints,
                                          time.time() - started)
     print(summary)
     log(f"done in {time.time() - started:.0f} s: open {page}")

@@ -1,0 +1,162 @@
+"""`make demo` end to end (quick plan), and its page opened in headless Chromium through WebDriver."""
+import json
+import os
+import shutil
+import socket
+import subprocess
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+import demo_pipeline
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMEDRIVER = "/usr/bin/chromedriver"
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    out = tmp_path_factory.mktemp("demo") / "demo_output"
+    assert demo_pipeline.main(["--quick", "--out", str(out), "--workers", "1", "--device", "cpu"]) == 0
+    return out
+
+
+def ensure_chromium():
+    """Debian's chromium and chromium-driver, installed here when missing (CI machines start without)."""
+    if os.path.exists(CHROMIUM) and os.path.exists(CHROMEDRIVER):
+        return None
+    if shutil.which("apt-get") is None or os.geteuid() != 0:
+        return "chromium is not installed and apt-get cannot install it here (needs root and apt-get)"
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    for command in (["apt-get", "update", "-qq"], ["apt-get", "install", "-y", "-qq", "chromium", "chromium-driver"]):
+        try:
+            result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=900)
+        except subprocess.TimeoutExpired:
+            return f"'{' '.join(command)}' timed out"
+        if result.returncode != 0:
+            return f"'{' '.join(command)}' failed: {result.stderr.strip().splitlines()[-1:] or result.returncode}"
+    return None if os.path.exists(CHROMEDRIVER) else "chromium-driver installed no chromedriver"
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class WebDriver:
+    """The few W3C WebDriver calls the test needs, over HTTP to a local chromedriver."""
+
+    def __init__(self, profile):
+        self.port = free_port()
+        self.process = subprocess.Popen([CHROMEDRIVER, f"--port={self.port}"], stdout=subprocess.DEVNULL,
+                                        stderr=subprocess.DEVNULL)
+        deadline = time.time() + 30
+        while True:
+            try:
+                self.call("GET", "/status")
+                break
+            except OSError:
+                if time.time() > deadline:
+                    raise
+                time.sleep(0.2)
+        args = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                f"--user-data-dir={profile}", "--allow-file-access-from-files"]
+        capabilities = {"capabilities": {"alwaysMatch": {
+            "browserName": "chrome", "goog:chromeOptions": {"binary": CHROMIUM, "args": args}}}}
+        self.session = self.call("POST", "/session", capabilities)["sessionId"]
+
+    def call(self, method, path, body=None):
+        data = json.dumps(body).encode() if body is not None else None
+        request = urllib.request.Request(f"http://127.0.0.1:{self.port}{path}", data=data, method=method,
+                                         headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=120) as response:
+            return json.loads(response.read())["value"]
+
+    def open(self, url):
+        self.call("POST", f"/session/{self.session}/url", {"url": url})
+
+    def run(self, script):
+        return self.call("POST", f"/session/{self.session}/execute/sync", {"script": script, "args": []})
+
+    def close(self):
+        try:
+            self.call("DELETE", f"/session/{self.session}")
+        finally:
+            self.process.terminate()
+            self.process.wait(timeout=30)
+
+
+MEDIA_STATE = """
+return Array.from(document.querySelectorAll('img, video')).map(e => ({
+  src: e.currentSrc || e.src, tag: e.tagName,
+  loaded: e.tagName === 'IMG' ? (e.complete && e.naturalWidth > 0) : e.readyState >= 2}));
+"""
+METRIC_ROWS = """
+return Array.from(document.querySelectorAll('table.metrics')).map(t =>
+  Array.from(t.querySelectorAll('tr')).slice(1).map(r => r.querySelector('th').textContent));
+"""
+
+
+def test_demo_page_loads_every_media_and_lists_every_method(demo, tmp_path):
+    page = demo / "index.html"
+    assert page.is_file()
+    reason = ensure_chromium()
+    if reason:
+        pytest.skip(f"headless Chromium unavailable: {reason}")
+    driver = WebDriver(tmp_path / "profile")
+    try:
+        driver.open(page.resolve().as_uri())
+        for _ in range(100):
+            if driver.run("return document.readyState") == "complete":
+                break
+            time.sleep(0.1)
+        media = driver.run(MEDIA_STATE)
+        tables = driver.run(METRIC_ROWS)
+    finally:
+        driver.close()
+    pairs = (demo / "data_test.csv").read_text().strip().splitlines()[1:]
+    # Per pair: the driving clip, the target with its prior, and one clip per method.
+    assert len(media) >= len(pairs) * (2 + len(demo_pipeline.METHODS))
+    assert [m["src"] for m in media if not m["loaded"]] == []
+    labels = [demo_pipeline.METHOD_LABELS[m] for m in demo_pipeline.METHODS]
+    assert tables == [labels, labels]  # reconstruction and animation tables, a row per method
+
+
+def test_demo_outputs_follow_the_megc_form(demo):
+    pairs = (demo / "data_test.csv").read_text().strip().splitlines()
+    assert pairs[0] == "distance,source,driving,frame"
+    for line in pairs[1:]:
+        _, target, driving, _ = line.split(",")
+        for method in ("fp-fomm", "fomm"):
+            generated = demo / "results" / method / "animation" / f"{driving}-{target}"
+            real = demo / "data" / "test" / driving
+            assert sorted(p.name for p in generated.iterdir()) == sorted(p.name for p in real.iterdir())
+    for method in demo_pipeline.METHODS:
+        summary = json.loads((demo / "results" / method / "scores-reconstruction" /
+                              "reconstruction_metrics.json").read_text())["summary"]
+        assert summary["l1"] is not None and 0 <= summary["l1"] < 1
+
+
+def test_rerun_reuses_finished_stages(demo, capsys):
+    assert demo_pipeline.main(["--quick", "--out", str(demo), "--workers", "1", "--device", "cpu"]) == 0
+    out = capsys.readouterr().out
+    for stage in ("raw", "prepare", "micro", "train-fp-fomm", "train-fomm", "evaluate-copy-target"):
+        assert f"{stage}: done earlier, skipped" in out
+
+
+def test_micro_window_on_a_known_trajectory():
+    import numpy as np
+
+    landmarks = np.zeros((20, 68, 2))
+    landmarks[:, 36:42, 0] = 0.0  # right eye centre at x 0, left eye at x 10: inter-ocular distance 10
+    landmarks[:, 42:48, 0] = 10.0
+    moves = np.array([0, 0, 0, 0, 0.1, 0.3, 0.6, 0.9, 1.2, 2.0] + [3.0] * 10)  # pixels, all landmarks
+    landmarks[..., 1] += moves[:, None]
+    start, end = demo_pipeline.micro_window(landmarks, np.ones(20, bool))
+    # Onset at frame 5 (0.03 IOD ≥ 0.02): starts two frames before; ends with the first frame ≥ 0.1 IOD (8).
+    assert (start, end) == (3, 9)
+    assert demo_pipeline.micro_window(landmarks, np.r_[False, np.ones(19, bool)]) is None

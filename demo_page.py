@@ -42,11 +42,11 @@ def prior_overlay(image_path, keypoint_file, out_path, scale=4):
     prior = torch.from_numpy(np.load(keypoint_file)["prior"][0].astype(np.float32))
     h, w = image.shape[:2]
     mask = region_mask(prior[None], (h, w), (h, w))[0, 0].numpy()[..., None]
-    tinted = image * (1 - 0.5 * mask) + np.array([1.0, 0.1, 0.1]) * 0.5 * mask
+    tinted = image * (1 - 0.35 * mask) + np.array([1.0, 0.1, 0.1]) * 0.35 * mask
     picture = Image.fromarray((tinted * 255).astype(np.uint8)).resize((w * scale, h * scale), Image.Resampling.NEAREST)
     draw = ImageDraw.Draw(picture)
     for x, y in prior.numpy() * scale + scale / 2:
-        draw.ellipse([x - 3, y - 3, x + 3, y + 3], fill=(40, 255, 40), outline=(0, 0, 0))
+        draw.ellipse([x - 5, y - 5, x + 5, y + 5], fill=(40, 255, 40), outline=(0, 0, 0))
     picture.save(out_path)
 
 

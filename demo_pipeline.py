@@ -61,7 +61,7 @@ class Plan:
             self.train_ranges = ((MAN, 40, 72, 16, 8),)
             self.test_clips = TEST_CLIPS[:1]
             self.targets = dict(list(TARGETS.items())[:1])
-            self.epochs, self.repeats = epochs or 1, repeats or 1
+            self.epochs, self.repeats = epochs or 1, repeats or 3  # 3 clips × 3 ≥ one batch of 4
 
     def signature(self):
         return json.dumps([self.train_ranges, self.test_clips, self.targets, self.epochs, self.repeats])
@@ -96,10 +96,22 @@ class Layout:
 
 def python(*args):
     """Run one of the project's CLIs with this interpreter; its progress bars go to the terminal."""
-    command = [sys.executable, *map(str, args)]
-    result = subprocess.run(command, cwd=REPO)
-    if result.returncode != 0:
-        raise DemoError(f"{' '.join(map(str, args[:2]))} failed (exit {result.returncode}); see its message above")
+    python_parallel([args], jobs=1)
+
+
+def python_parallel(commands, jobs=2):
+    """Run several of the project's CLIs, ``jobs`` at a time (dlib measuring is single-threaded)."""
+    pending, running = list(commands), []
+    failed = []
+    while pending or running:
+        while pending and len(running) < jobs:
+            args = pending.pop(0)
+            running.append((args, subprocess.Popen([sys.executable, *map(str, args)], cwd=REPO)))
+        args, process = running.pop(0)
+        if process.wait() != 0:
+            failed.append(f"{' '.join(map(str, args[:2]))} (exit {process.returncode})")
+    if failed:
+        raise DemoError(f"{', '.join(failed)} failed; see the message above")
 
 
 class Stage:
@@ -309,12 +321,16 @@ def model_outputs(layout, method, mode, config_path, checkpoint, device):
     return out
 
 
-def evaluate(layout, method):
-    python("evaluate.py", "reconstruction", "--generated", layout.reconstruction(method),
-           "--real", layout.data / "test", "--out", layout.results / method / "scores-reconstruction")
-    python("evaluate.py", "animation", "--generated", layout.animation(method), "--driving", layout.data / "test",
-           "--targets", layout.data / "test", "--pairs", layout.pairs,
-           "--out", layout.results / method / "scores-animation")
+def evaluate(layout, methods):
+    """evaluate.py on every method's reconstructions and animations, two processes at a time."""
+    commands = []
+    for method in methods:
+        commands.append(("evaluate.py", "reconstruction", "--generated", layout.reconstruction(method),
+                         "--real", layout.data / "test", "--out", layout.results / method / "scores-reconstruction"))
+        commands.append(("evaluate.py", "animation", "--generated", layout.animation(method),
+                         "--driving", layout.data / "test", "--targets", layout.data / "test",
+                         "--pairs", layout.pairs, "--out", layout.results / method / "scores-animation"))
+    python_parallel(commands, jobs=2)
 
 
 # --------------------------------------------------------------------------- driver
@@ -396,8 +412,7 @@ def run(args):
             layout, m, "reconstruction", configs[m], checkpoints[m], args.device) and None)
     stage("copy-target", lambda: [copy_target_outputs(layout, plan, kind) for kind in ("animation", "reconstruction")]
           and None)
-    for method in METHODS:
-        stage(f"evaluate-{method}", lambda m=method: evaluate(layout, m))
+    stage("evaluate", lambda: evaluate(layout, METHODS))
 
     import demo_page
 

@@ -144,7 +144,7 @@ def test_demo_outputs_follow_the_megc_form(demo):
 def test_rerun_reuses_finished_stages(demo, capsys):
     assert demo_pipeline.main(["--quick", "--out", str(demo), "--workers", "1", "--device", "cpu"]) == 0
     out = capsys.readouterr().out
-    for stage in ("raw", "prepare", "micro", "train-fp-fomm", "train-fomm", "evaluate-copy-target"):
+    for stage in ("raw", "prepare", "micro", "train-fp-fomm", "train-fomm", "evaluate"):
         assert f"{stage}: done earlier, skipped" in out
 
 

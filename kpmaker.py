@@ -20,7 +20,6 @@ recomputes only clips whose frames (or the model) changed.
 import argparse
 import csv
 import io
-import multiprocessing
 import os
 import sys
 from collections import Counter
@@ -221,28 +220,9 @@ def find_jobs(root, out, splits=SPLITS):
 
 def run_jobs(jobs, predictor, upsample, workers):
     """Process the jobs with a progress bar (worker processes when workers > 1); yields ClipResults."""
-    from tqdm import tqdm
+    from worker_pool import run_in_workers
 
-    bar = tqdm(total=len(jobs), desc="kpmaker", unit="clip", file=sys.stderr, disable=None)
-    pool = None
-    # Load the models here first even with workers: a model that fails to load in a pool initializer
-    # makes the pool respawn workers forever instead of reporting the error.
-    _init_worker(predictor, upsample)
-    try:
-        if workers <= 1:
-            results = map(_work, jobs)
-        else:
-            # spawn, not fork: forking a process that already runs torch threads can deadlock.
-            pool = multiprocessing.get_context("spawn").Pool(workers, _init_worker, (predictor, upsample))
-            results = pool.imap_unordered(_work, jobs)
-        for result in results:
-            bar.update()
-            yield result
-    finally:
-        bar.close()
-        if pool is not None:
-            pool.terminate()
-            pool.join()
+    return run_in_workers(jobs, _work, _init_worker, (predictor, upsample), workers, "kpmaker")
 
 
 # --------------------------------------------------------------------------- reporting

@@ -15,7 +15,6 @@ skips finished clips.
 import argparse
 import csv
 import json
-import multiprocessing
 import os
 import re
 import shutil
@@ -448,30 +447,9 @@ def _work(job):
 
 def run_jobs(jobs, options, workers):
     """Process jobs (in worker processes when workers > 1) with a progress bar; yields Results."""
-    from tqdm import tqdm
+    from worker_pool import run_in_workers
 
-    if not jobs:
-        return
-    bar = tqdm(total=len(jobs), desc="preprocess", unit="clip", file=sys.stderr, disable=None)
-    pool = None
-    # Load the models here first even with workers: a model that fails to load in a pool initializer
-    # makes the pool respawn workers forever instead of reporting the error.
-    _init_worker(options)
-    try:
-        if workers <= 1:
-            results = map(_work, jobs)
-        else:
-            # spawn, not fork: forking a process that already runs torch threads can deadlock.
-            pool = multiprocessing.get_context("spawn").Pool(workers, initializer=_init_worker, initargs=(options,))
-            results = pool.imap_unordered(_work, jobs)
-        for result in results:
-            bar.update()
-            yield result
-    finally:
-        bar.close()
-        if pool is not None:
-            pool.terminate()
-            pool.join()
+    return run_in_workers(jobs, _work, _init_worker, (options,), workers, "preprocess")
 
 
 # --------------------------------------------------------------------------- planning

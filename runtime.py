@@ -60,8 +60,12 @@ def tune_allocator():
         return False
     try:
         libc = ctypes.CDLL(name)
+        libc.mallopt.argtypes = (ctypes.c_int, ctypes.c_int)
         ok = libc.mallopt(_M_MMAP_MAX, 0) == 1
-        ok = libc.mallopt(_M_TRIM_THRESHOLD, 16 * 1024**3) == 1 and ok
+        # mallopt takes a C int: -1 is the documented "never trim" (man mallopt). A size such as
+        # 16 GiB does not fit and wraps to 0, which trims the heap on every free — every large
+        # tensor then faults its pages in again, the very cost this function exists to remove.
+        ok = libc.mallopt(_M_TRIM_THRESHOLD, -1) == 1 and ok
         return ok
     except (OSError, AttributeError):
         return False

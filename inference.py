@@ -106,8 +106,9 @@ def _float_kp(kp):
 class Animator:
     """The networks plus how to run them. Methods take and return tensors on ``device``.
 
-    ``precision``: 'fp32' or 'bf16' (autocast; channels_last memory on CPU, where oneDNN's bf16 kernels
-    want it). ``compile``: torch.compile the keypoint detector and the decoder; batches are then padded
+    ``precision``: 'fp32' or 'bf16' (autocast). On the CPU the networks and frames use channels_last
+    memory in both precisions: oneDNN's convolutions run on it without reordering every activation
+    (fp32: ~13 % faster at 256×256; outputs equal to the contiguous layout to ~1e-7). ``compile``: torch.compile the keypoint detector and the decoder; batches are then padded
     to ``batch_frames`` so that one compiled graph serves every batch.
     """
 
@@ -121,7 +122,7 @@ class Animator:
         self.batch_frames = int(batch_frames)
         self.num_channels = generator.num_channels
         self.uses_prior = getattr(kp_detector, "mode", "prior") == "prior"
-        self.channels_last = precision == "bf16" and self.device.type == "cpu"
+        self.channels_last = self.device.type == "cpu"
         if self.channels_last:
             kp_detector.to(memory_format=torch.channels_last)
             generator.to(memory_format=torch.channels_last)

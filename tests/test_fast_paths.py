@@ -24,9 +24,9 @@ def test_fp32_fast_path_uses_channels_last_and_matches_the_published_forward(ref
     animator = inference.Animator(kp_detector, generator, "cpu", batch_frames=3)
     assert animator.precision == "fp32" and animator.channels_last
 
-    frames = np.stack([reference["source_image"], reference["driving_image"]] * 2)
+    frames = torch.stack([reference["source_image"], reference["driving_image"]] * 2)
     frames = np.round(frames.numpy() * 255).astype(np.uint8)             # (4, 256, 256, 3)
-    priors = np.stack([reference["prior_kp_source"], reference["prior_kp_driving"]] * 2).astype(np.float32)
+    priors = torch.stack([reference["prior_kp_source"], reference["prior_kp_driving"]] * 2).numpy().astype(np.float32)
     x = animator.to_device(frames)
     assert x.is_contiguous(memory_format=torch.channels_last)
     source = animator.encode_source(frames[0], priors[0])

@@ -7,6 +7,8 @@ For each config, in worker processes (one per allocator setting, chosen before t
   (a) published-style loop, written with the project's modules: per frame, batch 1, keypoints of the
       source and of the driving frame, full generator forward (the source is encoded again every frame),
       under no_grad, fp32 — FOMM's animate loop;
+  (p) (a) with the published anti-alias blur (full-frame depthwise convolution, then subsampling)
+      instead of the project's, i.e. the published code's arithmetic (only with --paths containing p);
   (b) the project's animate path (inference.Animator + animate_frames): source encoded once, batches of
       ``batch_frames`` driving frames, inference_mode, fp32;
   (c) the same with --precision bf16 (autocast, channels_last);
@@ -34,7 +36,8 @@ from benchmarks.measure import (ALLOCATORS, REPO, format_table, loadavg, machine
                                 run_worker, write_json)
 
 CONFIGS = {"published": "config/your_dataset_test.yaml", "demo": "config/demo.yaml", "tiny": "config/tiny.yaml"}
-PATHS = {"a": "published loop (per frame, batch 1, source re-encoded), fp32",
+PATHS = {"p": "published code: (a) with the published full-frame blur",
+         "a": "published loop (per frame, batch 1, source re-encoded), fp32",
          "b": "project animate path, fp32", "c": "project animate path, bf16",
          "d": "project animate path, bf16 + compile"}
 
@@ -60,15 +63,18 @@ class Workload:
         self.networks = (kp_detector.requires_grad_(False), generator.requires_grad_(False))
         self.batch_frames = batch_frames or (self.config.get("animate_params") or {}).get("batch_frames", 8)
 
-    def published(self):
-        """A function animating the clip the published way. → list of (H, W, 3) uint8 frames."""
+    def published(self, blur=False):
+        """A function animating the clip the published way (``blur``: also the published blur).
+        → list of (H, W, 3) uint8 frames."""
         import numpy as np
         import torch
 
-        from benchmarks.published import published_animation_frame
+        from benchmarks.published import published_animation_frame, published_blur
         from inference import frames_to_tensor
 
         kp_detector, generator = copy.deepcopy(self.networks)
+        if blur:
+            published_blur(kp_detector), published_blur(generator)
         source_prior = torch.from_numpy(self.target_prior)[None]
         driving_prior = torch.from_numpy(self.clip_prior)[None]
 
@@ -101,7 +107,7 @@ class Workload:
         return run
 
     def runner(self, path):
-        return {"a": self.published, "b": lambda: self.project("fp32"), "c": lambda: self.project("bf16"),
+        return {"p": lambda: self.published(blur=True), "a": self.published, "b": lambda: self.project("fp32"), "c": lambda: self.project("bf16"),
                 "d": lambda: self.project("bf16", compile=True)}[path]()
 
 
@@ -132,7 +138,9 @@ def worker(args):
         warmup[path] = seconds
     flops = {}
     with torch.inference_mode():
-        flops["a"] = flops_of(lambda: runs["a"]())[0] / args.frames if "a" in runs else None
+        for path in ("p", "a"):
+            if path in runs:
+                flops[path] = flops_of(runs[path])[0] / args.frames
     flops_fp32_path, _ = flops_of(work.project("fp32"))
     for path in ("b", "c", "d"):
         flops[path] = flops_fp32_path / args.frames  # bf16 and compiled graphs do the same arithmetic
@@ -187,12 +195,12 @@ def report(results, quick):
         rows = []
         for path, p in r["paths"].items():
             pixels = p.get("pixels_vs_b")
-            rows.append([f"({path}) {PATHS[path]}", f"{p['s_per_frame']:.3f}", f"{p['frames_per_s']:.2f}",
+            rows.append([f"({path}) {PATHS[path]}", f"{1000 * p['s_per_frame']:.1f}", f"{p['frames_per_s']:.2f}",
                          f"{p['ratio_to_a']:.2f}×" if "ratio_to_a" in p else "–",
                          f"{r['flops_per_frame'][path] / 1e9:.1f}", f"{p['gflops_per_s']:.0f}",
                          f"{100 * p['share_of_conv_peak']:.0f} %", f"{p['minor_faults_per_frame']:.0f}",
                          f"{pixels['max']} / {pixels['mean']:.3f}" if pixels else "–"])
-        lines.append(format_table(["path", "s/frame", "frames/s", "× (a)", "GFLOP/frame", "GFLOP/s",
+        lines.append(format_table(["path", "ms/frame", "frames/s", "× (a)", "GFLOP/frame", "GFLOP/s",
                                    "share of conv peak", "minor faults/frame", "pixels vs (b): max / mean (1/255)"],
                                   rows))
     cross = allocator_comparison(results)
@@ -202,31 +210,31 @@ def report(results, quick):
 
 
 def allocator_comparison(results):
+    """Per config and path: default vs tuned allocator, and each tuned path against the published
+    baselines (p) and (a) as users run them (default allocator)."""
     rows = []
-    names = sorted({name for name, _ in results})
-    for name in names:
+    for name in sorted({name for name, _ in results}):
         tuned, default = results.get((name, "tuned")), results.get((name, "default"))
         if not tuned or not default:
             continue
-        for path in tuned["paths"]:
-            if path in default["paths"]:
-                t, d = tuned["paths"][path]["s_per_frame"], default["paths"][path]["s_per_frame"]
-                rows.append([name, f"({path})", f"{d:.3f}", f"{t:.3f}", f"{d / t:.2f}×"])
-        if "a" in default["paths"]:
-            base = default["paths"]["a"]["s_per_frame"]
-            for path in tuned["paths"]:
-                rows.append([name, f"({path}) tuned vs (a) default", f"{base:.3f}",
-                             f"{tuned['paths'][path]['s_per_frame']:.3f}",
-                             f"{base / tuned['paths'][path]['s_per_frame']:.2f}×"])
-    return format_table(["config", "path", "default malloc s/frame", "tuned s/frame", "speed-up"], rows) if rows else ""
+        for path, entry in tuned["paths"].items():
+            t = entry["s_per_frame"]
+            d = default["paths"].get(path, {}).get("s_per_frame")
+            against = [f"{default['paths'][base]['s_per_frame'] / t:.2f}×" if base in default["paths"] else "–"
+                       for base in ("p", "a")]
+            rows.append([name, f"({path})", f"{1000 * d:.1f}" if d else "–", f"{1000 * t:.1f}",
+                         f"{d / t:.2f}×" if d else "–", *against])
+    header = ["config", "path", "default malloc ms/frame", "tuned ms/frame", "tuned vs default",
+              "tuned vs (p) default", "tuned vs (a) default"]
+    return format_table(header, rows) if rows else ""
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--configs", nargs="+", default=["published", "demo"], choices=sorted(CONFIGS))
     parser.add_argument("--allocators", nargs="+", default=["tuned", "default"], choices=sorted(ALLOCATORS))
-    parser.add_argument("--paths", default="abcd", help="which of a, b, c, d to run (default all)")
-    parser.add_argument("--default_malloc_paths", default="abc",
+    parser.add_argument("--paths", default="pabcd", help="which of p, a, b, c, d to run (default all)")
+    parser.add_argument("--default_malloc_paths", default="pabc",
                         help="paths run under the default allocator (default abc: compiling twice adds minutes)")
     parser.add_argument("--frames", type=int, default=None, help="clip length (default 16 at 256, 64 at 64 px)")
     parser.add_argument("--repeats", type=int, default=None, help="timed repetitions (default 3; --quick 1)")

@@ -13,6 +13,9 @@ processes not included) belongs to that case alone:
              default implementation), FOMM's shuffled DataLoader;
   project    train.Trainer.step as run.py runs it (allocator tuned at start-up), its resumable loader.
 
+``published@tuned`` and ``project@default`` swap the allocators, to show what the code changes and what
+the allocator contribute on their own (--variants published project published@tuned project@default).
+
 Both train the same networks (random weights, same seed) on the same data: a small dataset written
 on the fly in preprocess.py's layout from real face videos (face_assets), with kpmaker's keypoints.
 Per step the time is split into waiting for the data loader, generator forward, generator backward
@@ -33,7 +36,16 @@ from benchmarks.measure import (ALLOCATORS, REPO, format_table, loadavg, machine
                                 run_worker, write_json)
 
 CONFIGS = {"published": "config/your_dataset_train.yaml", "demo": "config/demo.yaml", "tiny": "config/tiny.yaml"}
-VARIANTS = {"published": "default", "project": "tuned"}   # variant → allocator
+VARIANTS = {"published": "default", "project": "tuned"}   # step structure → allocator as users run it
+
+
+def variant_allocator(variant):
+    """'published', 'project', or 'published@tuned' / 'project@default' to separate the allocator's
+    share from the code's. → (structure, allocator)."""
+    structure, _, allocator = variant.partition("@")
+    if structure not in VARIANTS or (allocator and allocator not in ALLOCATORS):
+        raise ValueError(f"variant {variant!r}: use published or project, optionally @tuned or @default")
+    return structure, allocator or VARIANTS[structure]
 PHASES = ("data", "generator_forward", "generator_backward", "generator_update", "discriminator")
 
 
@@ -163,7 +175,7 @@ def worker(args):
     dataset = build_dataset(config, is_train=True, validate=False)
     clock = PhaseClock()
     with tempfile.TemporaryDirectory() as log_dir:
-        if args.variant == "project":
+        if args.variant.partition("@")[0] == "project":
             step, loader = project_stepper(config, dataset, log_dir, clock)
         else:
             step, loader = published_stepper(config, dataset, clock)
@@ -239,7 +251,8 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--cases", nargs="+", default=None,
                         help="config:batch pairs (default published:1 published:4 demo:4 tiny:2)")
-    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    parser.add_argument("--variants", nargs="+", default=list(VARIANTS),
+                        help="published, project, published@tuned, project@default (default: the first two)")
     parser.add_argument("--steps", type=int, default=None, help="timed steps per case (default 3; --quick 2)")
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--quick", action="store_true", help="published:1 and demo:4 only, 2 steps")
@@ -254,6 +267,8 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if args.worker:
         return worker(args)
+    for variant in args.variants:
+        variant_allocator(variant)
 
     cases = args.cases or (["published:1", "demo:4"] if args.quick else
                            ["published:1", "published:4", "demo:4", "tiny:2"])
@@ -270,12 +285,13 @@ def main(argv=None):
             name, batch = case.split(":")
             size = load_config(CONFIGS[name])["dataset_params"]["frame_shape"][0]
             for variant in args.variants:
+                _, allocator = variant_allocator(variant)
                 worker_args = ["--worker", "--variant", variant, "--config", CONFIGS[name], "--batch", batch,
                                "--steps", str(steps), "--warmup", str(args.warmup), "--data", data[size],
                                "--loader_batches", "8" if variant == "project" else "0"]
                 print(f"[{datetime.datetime.now():%H:%M:%S}] {case} {variant}, load {loadavg()[0]:.2f} …",
                       file=sys.stderr, flush=True)
-                results[(case, variant)] = run_worker(__file__, worker_args, ALLOCATORS[VARIANTS[variant]])
+                results[(case, variant)] = run_worker(__file__, worker_args, ALLOCATORS[allocator])
     text = report(results, args.quick)
     out = Path(args.out)
     write_json(out / "bench_train.json", {f"{c}/{v}": r for (c, v), r in results.items()})

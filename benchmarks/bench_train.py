@@ -197,7 +197,8 @@ def worker(args):
                   "peak_rss_mb": peak_rss_mb(), "num_workers": config["train_params"]["num_workers"],
                   "s_per_step": median([r["total"] for r in records]),
                   "s_per_step_runs": [r["total"] for r in records],
-                  "phases": {name: median([r.get(name, 0.0) for r in records]) for name in PHASES}}
+                  "phases": {name: median([r.get(name, 0.0) for r in records]) for name in PHASES},
+                  "records": records}
         del iterator
         if args.loader_batches:
             result["loader_samples_per_s"] = loader_rate(loader, args.loader_batches)
@@ -214,7 +215,8 @@ def report(results, quick):
     first = next(iter(results.values()))
     m = first["machine"]
     lines = [f"Measured {m['date']} on {m['cpu']} ({m['cores']} cores), torch {m['torch']}, {m['threads']} threads"
-             f"{' (--quick)' if quick else ''}. Median of {first['steps']} steps after {first['warmup']} warm-up step(s).",
+             f"{' (--quick)' if quick else ''}. {first['rounds']} round(s) of worker processes, variants alternating; "
+             f"per worker {first['warmup']} warm-up step(s) then {first['steps']} timed; medians over all timed steps.",
              ""]
     rows = []
     for (case, variant), r in results.items():
@@ -232,11 +234,36 @@ def report(results, quick):
         ours, theirs = results.get((case, "project")), results.get((case, "published"))
         if ours and theirs:
             speedups.append([case, f"{theirs['s_per_step']:.2f}", f"{ours['s_per_step']:.2f}",
-                             f"{theirs['s_per_step'] / ours['s_per_step']:.2f}×",
+                             f"{paired_speedup(theirs, ours):.2f}× (rounds: "
+                             + ", ".join(f"{t / o:.2f}" for t, o in zip(theirs["round_s_per_step"],
+                                                                         ours["round_s_per_step"])) + ")",
                              f"{theirs['peak_rss_mb'] / 1024:.2f} → {ours['peak_rss_mb'] / 1024:.2f}"])
     if speedups:
         lines += ["", format_table(["case", "published s/step", "project s/step", "speed-up", "peak RSS GB"], speedups)]
     return "\n".join(lines)
+
+
+def merge_rounds(rounds):
+    """One result from the workers of several rounds of one (case, variant): medians over every timed
+    step, the highest peak RSS, loads from first to last."""
+    merged = dict(rounds[0])
+    records = [record for result in rounds for record in result["records"]]
+    merged.update(records=records, rounds=len(rounds), s_per_step=median([r["total"] for r in records]),
+                  s_per_step_runs=[r["total"] for r in records],
+                  phases={name: median([r.get(name, 0.0) for r in records]) for name in PHASES},
+                  peak_rss_mb=max(r["peak_rss_mb"] for r in rounds), load_after=rounds[-1]["load_after"],
+                  round_s_per_step=[r["s_per_step"] for r in rounds])
+    for key in ("loader_samples_per_s", "loader_samples_per_s_in_process"):
+        values = [r[key] for r in rounds if key in r]
+        if values:
+            merged[key] = median(values)
+    return merged
+
+
+def paired_speedup(theirs, ours):
+    """Median over rounds of (their s/step ÷ our s/step) in the same round: load from other processes
+    that comes and goes hits both sides of a pair alike."""
+    return median([t / o for t, o in zip(theirs["round_s_per_step"], ours["round_s_per_step"])])
 
 
 def build_data(root, sizes):
@@ -255,6 +282,8 @@ def main(argv=None):
                         help="published, project, published@tuned, project@default (default: the first two)")
     parser.add_argument("--steps", type=int, default=None, help="timed steps per case (default 3; --quick 2)")
     parser.add_argument("--warmup", type=int, default=1)
+    parser.add_argument("--rounds", type=int, default=None,
+                        help="worker processes per variant, alternating with the other variants (default 2; --quick 1)")
     parser.add_argument("--quick", action="store_true", help="published:1 and demo:4 only, 2 steps")
     parser.add_argument("--data", default=None, help="folder for the generated datasets (default: a temporary one)")
     parser.add_argument("--out", default=str(REPO / "benchmarks" / "results"), help="folder for JSON and markdown")
@@ -280,18 +309,23 @@ def main(argv=None):
         sizes = {load_config(CONFIGS[c.split(":")[0]])["dataset_params"]["frame_shape"][0] for c in cases}
         print(f"[{datetime.datetime.now():%H:%M:%S}] writing datasets {sorted(sizes)} px …", file=sys.stderr, flush=True)
         data = build_data(data_root, sizes)
-        results = {}
+        runs = {}
+        rounds = args.rounds or (1 if args.quick else 2)
         for case in cases:
             name, batch = case.split(":")
             size = load_config(CONFIGS[name])["dataset_params"]["frame_shape"][0]
-            for variant in args.variants:
-                _, allocator = variant_allocator(variant)
-                worker_args = ["--worker", "--variant", variant, "--config", CONFIGS[name], "--batch", batch,
-                               "--steps", str(steps), "--warmup", str(args.warmup), "--data", data[size],
-                               "--loader_batches", "8" if variant == "project" else "0"]
-                print(f"[{datetime.datetime.now():%H:%M:%S}] {case} {variant}, load {loadavg()[0]:.2f} …",
-                      file=sys.stderr, flush=True)
-                results[(case, variant)] = run_worker(__file__, worker_args, ALLOCATORS[allocator])
+            for number in range(rounds):
+                for variant in args.variants:
+                    _, allocator = variant_allocator(variant)
+                    measure_loader = variant == "project" and number == 0
+                    worker_args = ["--worker", "--variant", variant, "--config", CONFIGS[name], "--batch", batch,
+                                   "--steps", str(steps), "--warmup", str(args.warmup), "--data", data[size],
+                                   "--loader_batches", "8" if measure_loader else "0"]
+                    print(f"[{datetime.datetime.now():%H:%M:%S}] {case} {variant} round {number + 1}/{rounds}, "
+                          f"load {loadavg()[0]:.2f} …", file=sys.stderr, flush=True)
+                    runs.setdefault((case, variant), []).append(
+                        run_worker(__file__, worker_args, ALLOCATORS[allocator]))
+        results = {key: merge_rounds(value) for key, value in runs.items()}
     text = report(results, args.quick)
     out = Path(args.out)
     write_json(out / "bench_train.json", {f"{c}/{v}": r for (c, v), r in results.items()})

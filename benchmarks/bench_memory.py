@@ -6,7 +6,8 @@ Writes a test split in preprocess.py's layout (one target face, one driving clip
 cut from a real face video, frames as PNG files) and a random checkpoint, then animates the pair through
 the real path, ``animate.animate_dataset`` (the code behind ``run.py --mode animate``: PNG frames, mp4,
 gif, strip and side-by-side video written while frames stream), once per clip length, each in a fresh
-process with the allocator tuned as run.py does. Reported per length: resident memory after start-up
+process with the allocator tuned as run.py does (``--allocators tuned default`` adds glibc's defaults:
+the tuned allocator keeps freed memory, which raises the peak but not its growth). Reported per length: resident memory after start-up
 (imports, networks), peak resident memory (VmHWM of the animating process; the ffmpeg encoders are
 separate processes), and the resident memory sampled every 0.2 s at quarters of the run.
 """
@@ -21,8 +22,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.measure import (REPO, format_table, loadavg, machine_info, peak_rss_mb, rss_mb,  # noqa: E402
-                                run_worker, write_json)
+from benchmarks.measure import (ALLOCATORS, REPO, format_table, loadavg, machine_info, peak_rss_mb,  # noqa: E402
+                                rss_mb, run_worker, write_json)
 
 CONFIGS = {"published": "config/your_dataset_test.yaml", "demo": "config/demo.yaml", "tiny": "config/tiny.yaml"}
 TARGET, CLIP = "astronaut", "Positive_long"
@@ -120,6 +121,7 @@ def main(argv=None):
     parser.add_argument("--config", default="published", choices=sorted(CONFIGS))
     parser.add_argument("--lengths", nargs="+", type=int, default=[30, 300])
     parser.add_argument("--precision", default="fp32", choices=("fp32", "bf16"))
+    parser.add_argument("--allocators", nargs="+", default=["tuned"], choices=sorted(ALLOCATORS))
     parser.add_argument("--quick", action="store_true", help="the demo config (64 px): seconds instead of minutes")
     parser.add_argument("--out", default=str(REPO / "benchmarks" / "results"), help="folder for JSON and markdown")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
@@ -144,29 +146,31 @@ def main(argv=None):
         print(f"[{datetime.datetime.now():%H:%M:%S}] writing a {max(args.lengths)}-frame clip …", file=sys.stderr)
         write_split(scratch / "data", config, max(args.lengths), LONG_VIDEO)
         checkpoint = save_checkpoint(random_networks(config["model_params"]), scratch / "checkpoint.pth.tar")
-        for length in args.lengths:
-            print(f"[{datetime.datetime.now():%H:%M:%S}] animating {length} frames, load {loadavg()[0]:.2f} …",
-                  file=sys.stderr, flush=True)
-            view = scratch / f"view{length}"
-            results[length] = run_worker(__file__, ["--worker", "--config", name, "--frames", str(length),
-                                                    "--data", str(scratch / "data"), "--view", str(view),
-                                                    "--checkpoint", str(checkpoint), "--precision", args.precision],
-                                         timeout=3600)
-            shutil.rmtree(view, ignore_errors=True)
+        for allocator in args.allocators:
+            for length in args.lengths:
+                print(f"[{datetime.datetime.now():%H:%M:%S}] animating {length} frames, {allocator} malloc, load "
+                      f"{loadavg()[0]:.2f} …", file=sys.stderr, flush=True)
+                view = scratch / f"view{length}{allocator}"
+                results[(allocator, length)] = run_worker(
+                    __file__, ["--worker", "--config", name, "--frames", str(length), "--data", str(scratch / "data"),
+                               "--view", str(view), "--checkpoint", str(checkpoint), "--precision", args.precision],
+                    ALLOCATORS[allocator], timeout=3600)
+                shutil.rmtree(view, ignore_errors=True)
     m = next(iter(results.values()))["machine"]
-    rows = [[length, f"{r['seconds']:.0f}", f"{r['rss_start_mb']:.0f}", f"{r['peak_rss_mb']:.0f}",
-             " / ".join(f"{v:.0f}" for v in r["rss_quarters_mb"])] for length, r in results.items()]
-    lengths = sorted(results)
-    growth = results[lengths[-1]]["peak_rss_mb"] - results[lengths[0]]["peak_rss_mb"]
-    text = "\n".join([
-        f"Measured {m['date']} on {m['cpu']}, torch {m['torch']}, {m['threads']} threads; config {CONFIGS[name]}, "
-        f"{args.precision}, animate.animate_dataset (PNG frames + mp4 + gif + strip + side-by-side), tuned allocator.",
-        "", format_table(["frames", "seconds", "RSS after start-up MB", "peak RSS MB",
-                          "RSS at 25 / 50 / 75 / 100 % of the run MB"], rows), "",
-        f"Peak RSS growth from {lengths[0]} to {lengths[-1]} frames: {growth:+.0f} MB "
-        f"({100 * growth / results[lengths[0]]['peak_rss_mb']:+.1f} %)."])
+    rows = [[allocator, length, f"{r['seconds']:.0f}", f"{r['rss_start_mb']:.0f}", f"{r['peak_rss_mb']:.0f}",
+             " / ".join(f"{v:.0f}" for v in r["rss_quarters_mb"])] for (allocator, length), r in results.items()]
+    lines = [f"Measured {m['date']} on {m['cpu']}, torch {m['torch']}, {m['threads']} threads; config {CONFIGS[name]}, "
+             f"{args.precision}, animate.animate_dataset (PNG frames + mp4 + gif + strip + side-by-side).", "",
+             format_table(["malloc", "frames", "seconds", "RSS after start-up MB", "peak RSS MB",
+                           "RSS at 25 / 50 / 75 / 100 % of the run MB"], rows), ""]
+    for allocator in args.allocators:
+        lengths = sorted(length for a, length in results if a == allocator)
+        low, high = results[(allocator, lengths[0])]["peak_rss_mb"], results[(allocator, lengths[-1])]["peak_rss_mb"]
+        lines.append(f"Peak RSS growth from {lengths[0]} to {lengths[-1]} frames, {allocator} malloc: {high - low:+.0f} MB "
+                     f"({100 * (high - low) / low:+.1f} %).")
+    text = "\n".join(lines)
     out = Path(args.out)
-    write_json(out / "bench_memory.json", {str(k): v for k, v in results.items()})
+    write_json(out / "bench_memory.json", {f"{a}/{n}": v for (a, n), v in results.items()})
     (out / "bench_memory.md").write_text(text + "\n")
     print(text)
     return 0

@@ -18,7 +18,7 @@ Each timed run is a whole clip (encoding the target and the reference frame incl
 are interleaved (a, b, c, d, a, b, …) so that load from other processes hits every path alike, and
 ratios are taken within a repetition. Also measured in the same worker: FLOPs per frame
 (torch.utils.flop_counter: convolutions and matrix products), the 3×3-conv throughput of the machine
-(fp32 and bf16) and the share of it each path reaches, minor page faults per frame, and the pixel
+(fp32 and bf16, once per repetition) and the share of it each path reaches (per repetition, median), minor page faults per frame, and the pixel
 difference of (c), (d) and (a) against (b) on the written uint8 frames.
 
 Networks have random weights (benchmarks/inputs.py); inputs are a real face (scikit-image's astronaut)
@@ -130,7 +130,7 @@ def worker(args):
     allocator_tuned = tune_allocator()  # what the entry points do; a no-op with FPFOMM_DEFAULT_MALLOC=1
     load_before = loadavg()
     work = Workload(args.config, args.frames, args.batch_frames)
-    conv = {"fp32": [conv3x3_throughput("fp32")], "bf16": [conv3x3_throughput("bf16")]}
+    conv = {"fp32": [], "bf16": []}
     runs = {path: work.runner(path) for path in args.paths}
     outputs, warmup = {}, {}
     for path, run in runs.items():
@@ -147,12 +147,14 @@ def worker(args):
     times = {path: [] for path in runs}
     faults = {path: [] for path in runs}
     for _ in range(args.repeats):
+        # The machine's conv throughput is measured in every repetition, beside the paths, so that
+        # each path's share compares numbers taken under the same conditions.
+        for dtype in conv:
+            conv[dtype].append(conv3x3_throughput(dtype))
         for path, run in runs.items():
             seconds, page_faults, _ = timed(run)
             times[path].append(seconds)
             faults[path].append(page_faults)
-    conv["fp32"].append(conv3x3_throughput("fp32"))
-    conv["bf16"].append(conv3x3_throughput("bf16"))
     result = {"config": args.config, "frames": args.frames, "batch_frames": work.batch_frames,
               "repeats": args.repeats, "allocator_tuned": allocator_tuned, "machine": machine_info(),
               "load_before": load_before, "load_after": loadavg(), "warmup_s": warmup,
@@ -167,10 +169,13 @@ def worker(args):
             entry["ratio_to_a"] = median([ta / tp for ta, tp in zip(times["a"], times[path])])
         if "b" in runs and path != "b":
             entry["pixels_vs_b"] = pixel_difference(outputs[path], outputs["b"])
-        peak = result["conv_gflops"]["bf16" if path in ("c", "d") else "fp32"]
+        dtype = "bf16" if path in ("c", "d") else "fp32"
         entry["gflops_per_s"] = flops[path] * entry["frames_per_s"] / 1e9
-        entry["share_of_conv_peak"] = entry["gflops_per_s"] / peak
-        entry["share_of_fp32_conv_peak"] = entry["gflops_per_s"] / result["conv_gflops"]["fp32"]
+        # Share per repetition (path and conv timed in the same repetition), then the median.
+        entry["share_of_conv_peak"] = median([flops[path] / t / 1e9 / peak
+                                              for t, peak in zip(per_frame, conv[dtype])])
+        entry["share_of_fp32_conv_peak"] = median([flops[path] / t / 1e9 / peak
+                                                   for t, peak in zip(per_frame, conv["fp32"])])
         result["paths"][path] = entry
     write_json(args.json, result)
 
@@ -237,7 +242,7 @@ def main(argv=None):
     parser.add_argument("--default_malloc_paths", default="pabc",
                         help="paths run under the default allocator (default abc: compiling twice adds minutes)")
     parser.add_argument("--frames", type=int, default=None, help="clip length (default 16 at 256, 64 at 64 px)")
-    parser.add_argument("--repeats", type=int, default=None, help="timed repetitions (default 3; --quick 1)")
+    parser.add_argument("--repeats", type=int, default=None, help="timed repetitions (default 5; --quick 1)")
     parser.add_argument("--batch_frames", type=int, default=None, help="default: the config's animate_params")
     parser.add_argument("--quick", action="store_true", help="one repetition, short clips, no default-malloc run")
     parser.add_argument("--out", default=str(REPO / "benchmarks" / "results"), help="folder for JSON and markdown")
@@ -249,7 +254,7 @@ def main(argv=None):
         args.paths = list(args.paths)
         return worker(args)
 
-    repeats = args.repeats or (1 if args.quick else 3)
+    repeats = args.repeats or (1 if args.quick else 5)
     allocators = ["tuned"] if args.quick and args.allocators == ["tuned", "default"] else args.allocators
     results = {}
     for name in args.configs:

@@ -1,14 +1,14 @@
 """Memory of animation against clip length: peak RSS must not grow with the number of frames (issue 7).
 
-    .venv/bin/python benchmarks/bench_memory.py [--quick] [--config published] [--lengths 30 300]
+    .venv/bin/python benchmarks/bench_memory.py [--quick] [--config published] [--lengths 30 300 900]
 
-Writes a test split in preprocess.py's layout (one target face, one driving clip of the longest length
-cut from a real face video, frames as PNG files) and a random checkpoint, then animates the pair through
+Writes a test split in preprocess.py's layout (one target face, one driving clip cut from a real face
+video, frames as PNG files; a length beyond the video plays it back and forth) and a random checkpoint, then animates the pair through
 the real path, ``animate.animate_dataset`` (the code behind ``run.py --mode animate``: PNG frames, mp4,
 gif, strip and side-by-side video written while frames stream), once per clip length, each in a fresh
-process with the allocator tuned as run.py does (``--allocators tuned default`` adds glibc's defaults:
-the tuned allocator keeps freed memory, which raises the peak but not its growth). Reported per length: resident memory after start-up
-(imports, networks), peak resident memory (VmHWM of the animating process; the ffmpeg encoders are
+process with the allocator tuned as run.py does and with glibc's defaults (``--allocators tuned`` for the first only:
+the tuned allocator keeps freed memory, which raises the peak but not its growth). Reported per length:
+resident memory after start-up (imports, networks), peak resident memory (VmHWM of the animating process; the ffmpeg encoders are
 separate processes), and the resident memory sampled every 0.2 s at quarters of the run.
 """
 import argparse
@@ -59,6 +59,15 @@ class RssSampler:
         return [self.samples[min(n - 1, max(0, round(q * n) - 1))] for q in (0.25, 0.5, 0.75, 1.0)]
 
 
+def ping_pong(index, count):
+    """Frame ``index`` of a clip of ``count`` real frames played forwards, backwards, forwards …, so that
+    a clip longer than the source video still moves continuously."""
+    if count == 1:
+        return 0
+    phase = index % (2 * count - 2)
+    return phase if phase < count else 2 * count - 2 - phase
+
+
 def write_split(root, config, length, video):
     """test/<TARGET>/<TARGET>.png, test/<CLIP>/img0.png … and a pairs CSV under ``root``."""
     from PIL import Image
@@ -76,8 +85,6 @@ def write_split(root, config, length, video):
     first = next(frames)
     crop = FaceCrop(landmarker, first, size)
     write_clip(root / "test" / CLIP, (crop(frame) for frame in [first, *frames]))
-    if len(list((root / "test" / CLIP).iterdir())) < length:
-        raise RuntimeError(f"{video} has fewer than {length} frames")
     (root / "pairs.csv").write_text(f"distance,source,driving,frame\n0,{TARGET},{CLIP},0\n")
 
 
@@ -98,8 +105,9 @@ def worker(args):
     (view / "test").mkdir(parents=True)
     (view / "test" / TARGET).symlink_to(root / "test" / TARGET)
     (view / "test" / CLIP).mkdir()
+    available = len(list(clip.iterdir()))
     for index in range(args.frames):
-        (view / "test" / CLIP / f"img{index}.png").symlink_to(clip / f"img{index}.png")
+        (view / "test" / CLIP / f"img{index}.png").symlink_to(clip / f"img{ping_pong(index, available)}.png")
     config["dataset_params"]["root_dir"] = str(view)
     config["dataset_params"]["pairs_list"] = str(root / "pairs.csv")
     config["dataset_params"]["keypoint_dir"] = None
@@ -119,9 +127,9 @@ def worker(args):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--config", default="published", choices=sorted(CONFIGS))
-    parser.add_argument("--lengths", nargs="+", type=int, default=[30, 300])
+    parser.add_argument("--lengths", nargs="+", type=int, default=[30, 300, 900])
     parser.add_argument("--precision", default="fp32", choices=("fp32", "bf16"))
-    parser.add_argument("--allocators", nargs="+", default=["tuned"], choices=sorted(ALLOCATORS))
+    parser.add_argument("--allocators", nargs="+", default=["tuned", "default"], choices=sorted(ALLOCATORS))
     parser.add_argument("--quick", action="store_true", help="the demo config (64 px): seconds instead of minutes")
     parser.add_argument("--out", default=str(REPO / "benchmarks" / "results"), help="folder for JSON and markdown")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)

@@ -36,7 +36,8 @@ from benchmarks.measure import (ALLOCATORS, REPO, format_table, loadavg, machine
                                 run_worker, write_json)
 
 CONFIGS = {"published": "config/your_dataset_train.yaml", "demo": "config/demo.yaml", "tiny": "config/tiny.yaml"}
-VARIANTS = {"published": "default", "project": "tuned"}   # step structure → allocator as users run it
+VARIANTS = {"published": "default", "project": "tuned"}
+MIN_STEPS = 3   # step structure → allocator as users run it
 
 
 def variant_allocator(variant):
@@ -182,7 +183,17 @@ def worker(args):
         rss_ready = rss_mb()
         iterator = iter(loader)
         records = []
-        for index in range(args.warmup + args.steps):
+        index, timed_started = 0, None
+        # A fixed --steps, or as many steps as fill --seconds (at least MIN_STEPS): a handful of 0.2 s
+        # steps at 64 px is all start-up noise, a handful of 3 s steps at 256 px is already minutes.
+        while True:
+            if index == args.warmup:
+                timed_started = time.perf_counter()
+            timed = len(records)
+            if args.steps and timed >= args.steps:
+                break
+            if not args.steps and timed >= MIN_STEPS and time.perf_counter() - timed_started >= args.seconds:
+                break
             clock.start()
             batch = next(iterator)
             clock.mark("data")
@@ -191,8 +202,9 @@ def worker(args):
                 phases = clock.durations()
                 phases["total"] = clock.marks[-1][1] - clock.marks[0][1]
                 records.append(phases)
+            index += 1
         result = {"variant": args.variant, "config": args.config, "batch": args.batch,
-                  "allocator_tuned": allocator_tuned, "machine": machine_info(), "steps": args.steps,
+                  "allocator_tuned": allocator_tuned, "machine": machine_info(), "steps": len(records),
                   "warmup": args.warmup, "load_before": load_before, "rss_ready_mb": rss_ready,
                   "peak_rss_mb": peak_rss_mb(), "num_workers": config["train_params"]["num_workers"],
                   "s_per_step": median([r["total"] for r in records]),
@@ -216,17 +228,17 @@ def report(results, quick):
     m = first["machine"]
     lines = [f"Measured {m['date']} on {m['cpu']} ({m['cores']} cores), torch {m['torch']}, {m['threads']} threads"
              f"{' (--quick)' if quick else ''}. {first['rounds']} round(s) of worker processes, variants alternating; "
-             f"per worker {first['warmup']} warm-up step(s) then {first['steps']} timed; medians over all timed steps.",
+             f"per worker {first['warmup']} warm-up step(s) then timed steps (count in the table); medians over all timed steps.",
              ""]
     rows = []
     for (case, variant), r in results.items():
         p = r["phases"]
-        rows.append([case, variant, "tuned" if r["allocator_tuned"] else "default", f"{r['s_per_step']:.2f}",
+        rows.append([case, variant, "tuned" if r["allocator_tuned"] else "default", str(r["steps"]), f"{r['s_per_step']:.2f}",
                      *(f"{p[name]:.2f}" for name in PHASES), f"{r['peak_rss_mb'] / 1024:.2f}",
                      f"{r.get('loader_samples_per_s', float('nan')):.0f} ({r['num_workers']} w) / "
                      f"{r.get('loader_samples_per_s_in_process', float('nan')):.0f}",
                      f"{r['load_before'][0]:.1f} → {r['load_after'][0]:.1f}"])
-    lines.append(format_table(["case (config:batch)", "step", "malloc", "s/step", "data wait", "gen fwd", "gen bwd",
+    lines.append(format_table(["case (config:batch)", "step", "malloc", "timed steps", "s/step", "data wait", "gen fwd", "gen bwd",
                                "gen+kp Adam", "disc step", "peak RSS GB", "loader samples/s (workers / in-process)",
                                "load"], rows))
     speedups = []
@@ -248,7 +260,7 @@ def merge_rounds(rounds):
     step, the highest peak RSS, loads from first to last."""
     merged = dict(rounds[0])
     records = [record for result in rounds for record in result["records"]]
-    merged.update(records=records, rounds=len(rounds), s_per_step=median([r["total"] for r in records]),
+    merged.update(records=records, rounds=len(rounds), steps=len(records), s_per_step=median([r["total"] for r in records]),
                   s_per_step_runs=[r["total"] for r in records],
                   phases={name: median([r.get(name, 0.0) for r in records]) for name in PHASES},
                   peak_rss_mb=max(r["peak_rss_mb"] for r in rounds), load_after=rounds[-1]["load_after"],
@@ -280,11 +292,14 @@ def main(argv=None):
                         help="config:batch pairs (default published:1 published:4 demo:4 tiny:2)")
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS),
                         help="published, project, published@tuned, project@default (default: the first two)")
-    parser.add_argument("--steps", type=int, default=None, help="timed steps per case (default 3; --quick 2)")
+    parser.add_argument("--steps", type=int, default=None,
+                        help="timed steps per worker (default: as many as fill --seconds, at least 3)")
+    parser.add_argument("--seconds", type=float, default=None,
+                        help="timed seconds per worker when --steps is not given (default 15; --quick 5)")
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--rounds", type=int, default=None,
-                        help="worker processes per variant, alternating with the other variants (default 2; --quick 1)")
-    parser.add_argument("--quick", action="store_true", help="published:1 and demo:4 only, 2 steps")
+                        help="worker processes per variant, alternating with the other variants (default 3; --quick 1)")
+    parser.add_argument("--quick", action="store_true", help="published:1 and demo:4 only, one round, 5 s per worker")
     parser.add_argument("--data", default=None, help="folder for the generated datasets (default: a temporary one)")
     parser.add_argument("--out", default=str(REPO / "benchmarks" / "results"), help="folder for JSON and markdown")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
@@ -301,7 +316,7 @@ def main(argv=None):
 
     cases = args.cases or (["published:1", "demo:4"] if args.quick else
                            ["published:1", "published:4", "demo:4", "tiny:2"])
-    steps = args.steps or (2 if args.quick else 3)
+    seconds = args.seconds or (5.0 if args.quick else 15.0)
     from configuration import load_config
 
     with tempfile.TemporaryDirectory() as scratch:
@@ -310,7 +325,7 @@ def main(argv=None):
         print(f"[{datetime.datetime.now():%H:%M:%S}] writing datasets {sorted(sizes)} px …", file=sys.stderr, flush=True)
         data = build_data(data_root, sizes)
         runs = {}
-        rounds = args.rounds or (1 if args.quick else 2)
+        rounds = args.rounds or (1 if args.quick else 3)
         for case in cases:
             name, batch = case.split(":")
             size = load_config(CONFIGS[name])["dataset_params"]["frame_shape"][0]
@@ -319,7 +334,7 @@ def main(argv=None):
                     _, allocator = variant_allocator(variant)
                     measure_loader = variant == "project" and number == 0
                     worker_args = ["--worker", "--variant", variant, "--config", CONFIGS[name], "--batch", batch,
-                                   "--steps", str(steps), "--warmup", str(args.warmup), "--data", data[size],
+                                   "--steps", str(args.steps or 0), "--seconds", str(seconds), "--warmup", str(args.warmup), "--data", data[size],
                                    "--loader_batches", "8" if measure_loader else "0"]
                     print(f"[{datetime.datetime.now():%H:%M:%S}] {case} {variant} round {number + 1}/{rounds}, "
                           f"load {loadavg()[0]:.2f} …", file=sys.stderr, flush=True)

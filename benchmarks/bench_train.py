@@ -20,7 +20,7 @@ Both train the same networks (random weights, same seed) on the same data: a sma
 on the fly in preprocess.py's layout from real face videos (face_assets), with kpmaker's keypoints.
 Per step the time is split into waiting for the data loader, generator forward, generator backward
 (+ gradient checks), generator/keypoint-detector Adam updates, and the discriminator's step; the first
-``--warmup`` steps are not counted. The data loader is also timed alone (samples/s) with the config's
+``--warmup`` steps are not counted; the training process's minor page faults are counted per step. The data loader is also timed alone (samples/s) with the config's
 worker count and in-process, to show it is never the bottleneck.
 """
 import argparse
@@ -166,7 +166,7 @@ def loader_rate(loader, batches):
 def worker(args):
     import torch
 
-    from benchmarks.measure import peak_rss_mb, rss_mb
+    from benchmarks.measure import minor_faults, peak_rss_mb, rss_mb
     from frames_dataset import build_dataset, make_train_loader
     from runtime import tune_allocator
 
@@ -194,6 +194,7 @@ def worker(args):
                 break
             if not args.steps and timed >= MIN_STEPS and time.perf_counter() - timed_started >= args.seconds:
                 break
+            faults = minor_faults()
             clock.start()
             batch = next(iterator)
             clock.mark("data")
@@ -201,6 +202,7 @@ def worker(args):
             if index >= args.warmup:
                 phases = clock.durations()
                 phases["total"] = clock.marks[-1][1] - clock.marks[0][1]
+                phases["minor_faults"] = minor_faults() - faults   # of this process (loader workers apart)
                 records.append(phases)
             index += 1
         result = {"variant": args.variant, "config": args.config, "batch": args.batch,
@@ -210,6 +212,7 @@ def worker(args):
                   "s_per_step": median([r["total"] for r in records]),
                   "s_per_step_runs": [r["total"] for r in records],
                   "phases": {name: median([r.get(name, 0.0) for r in records]) for name in PHASES},
+                  "minor_faults_per_step": median([r["minor_faults"] for r in records]),
                   "records": records}
         del iterator
         if args.loader_batches:
@@ -234,12 +237,13 @@ def report(results, quick):
     for (case, variant), r in results.items():
         p = r["phases"]
         rows.append([case, variant, "tuned" if r["allocator_tuned"] else "default", str(r["steps"]), f"{r['s_per_step']:.2f}",
-                     *(f"{p[name]:.2f}" for name in PHASES), f"{r['peak_rss_mb'] / 1024:.2f}",
+                     *(f"{p[name]:.2f}" for name in PHASES), f"{r.get('minor_faults_per_step', float('nan')):.0f}",
+                     f"{r['peak_rss_mb'] / 1024:.2f}",
                      f"{r.get('loader_samples_per_s', float('nan')):.0f} ({r['num_workers']} w) / "
                      f"{r.get('loader_samples_per_s_in_process', float('nan')):.0f}",
                      f"{r['load_before'][0]:.1f} → {r['load_after'][0]:.1f}"])
     lines.append(format_table(["case (config:batch)", "step", "malloc", "timed steps", "s/step", "data wait", "gen fwd", "gen bwd",
-                               "gen+kp Adam", "disc step", "peak RSS GB", "loader samples/s (workers / in-process)",
+                               "gen+kp Adam", "disc step", "minor faults/step", "peak RSS GB", "loader samples/s (workers / in-process)",
                                "load"], rows))
     speedups = []
     for case in sorted({c for c, _ in results}):
@@ -263,6 +267,7 @@ def merge_rounds(rounds):
     merged.update(records=records, rounds=len(rounds), steps=len(records), s_per_step=median([r["total"] for r in records]),
                   s_per_step_runs=[r["total"] for r in records],
                   phases={name: median([r.get(name, 0.0) for r in records]) for name in PHASES},
+                  minor_faults_per_step=median([r.get("minor_faults", float("nan")) for r in records]),
                   peak_rss_mb=max(r["peak_rss_mb"] for r in rounds), load_after=rounds[-1]["load_after"],
                   round_s_per_step=[r["s_per_step"] for r in rounds])
     for key in ("loader_samples_per_s", "loader_samples_per_s_in_process"):

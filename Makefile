@@ -29,7 +29,7 @@ demo-clean:
 test-all: $(VENV)/.installed
 	$(PY) -m pytest -m "" $(PYTEST_ARGS)
 
-## Benchmarks (issue 7): animation, training and memory, a few minutes each on 2 cores. Figures go to
+## Benchmarks (issue 7): animation, training and memory, about 50 minutes in all on 2 cores. Figures go to
 ## benchmarks/results/ (JSON + markdown); benchmarks/RESULTS.md quotes them. BENCH_ARGS=--quick for a short run.
 BENCH_ARGS ?=
 bench: $(VENV)/.installed

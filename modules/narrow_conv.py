@@ -8,8 +8,8 @@ full resolution) runs at ~40 GFLOP/s where the rest of the network runs at ~210,
     y[o, i, j] = b[o] + Σ_dy z[(o, dy), i + dy, j],   z = conv_1×k(x, w[o, :, dy, :])  for every (o, dy),
 
 that is one 1×k convolution to O·k channels (k times more lanes in use) and k shifted additions. Same
-FLOPs, ~2.4× faster for the final convolution, and no less accurate (measured against float64: 8e-7
-against the direct convolution's 3e-6).
+FLOPs, ~3× faster for the final convolution (233 → 79 ms for 8 frames at 256×256 in fp32, 120 → 47 ms
+in bf16), and no less accurate (measured against float64: 8e-7 against the direct convolution's 3e-6).
 """
 import torch
 import torch.nn.functional as F
@@ -36,9 +36,13 @@ def row_split_conv2d(x, weight, bias=None, padding=(0, 0)):
     height, width = x.shape[2], z.shape[-1]
     out_height = height + 2 * ph - kh + 1
     accumulate = torch.promote_types(z.dtype, torch.float32)
-    y = torch.zeros(x.shape[0], out_channels, out_height, width, dtype=accumulate, device=x.device)
-    if bias is not None:
-        y += bias.view(1, -1, 1, 1)
+    # Allocated in the input's layout, so that the result needs no copy at the end.
+    y = torch.empty(x.shape[0], out_channels, out_height, width, dtype=accumulate, device=x.device,
+                    memory_format=layout)
+    if bias is None:
+        y.zero_()
+    else:
+        y.copy_(bias.view(1, -1, 1, 1).expand_as(y))
     for dy in range(kh):
         # Output row i takes kernel row dy from input row i + dy − ph; rows outside the input are the
         # zero padding and add nothing.

@@ -112,8 +112,9 @@ class Animator:
     frames (convolutions run without reordering every activation; fp32 ~13 % faster at 256×256), and
     convolutions with fewer than 16 outputs (the generator's final 7×7, the occlusion head) computed
     row by row (modules/narrow_conv.py: the same sum, ~3× faster for the final convolution). fp32
-    outputs equal the published forward to 1e-5 (tests/test_fast_paths.py). ``compile``: torch.compile the keypoint detector and the
-    decoder; batches are then padded to ``batch_frames`` so that one compiled graph serves every batch.
+    outputs equal the published forward to 1e-5 (tests/test_fast_paths.py). ``compile``:
+    torch.compile the keypoint detector and the decoder; batches are then padded to ``batch_frames``
+    so that one compiled graph serves every batch.
     """
 
     def __init__(self, kp_detector, generator, device, precision="fp32", compile=False, batch_frames=8):

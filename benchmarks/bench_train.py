@@ -20,8 +20,9 @@ Both train the same networks (random weights, same seed) on the same data: a sma
 on the fly in preprocess.py's layout from real face videos (face_assets), with kpmaker's keypoints.
 Per step the time is split into waiting for the data loader, generator forward, generator backward
 (+ gradient checks), generator/keypoint-detector Adam updates, and the discriminator's step; the first
-``--warmup`` steps are not counted; the training process's minor page faults are counted per step. The data loader is also timed alone (samples/s) with the config's
-worker count and in-process, to show it is never the bottleneck.
+``--warmup`` steps are not counted; the training process's minor page faults are counted per step. The
+data loader is also timed alone (samples/s) with the config's worker count and in-process, to show it is
+never the bottleneck.
 """
 import argparse
 import datetime
@@ -36,8 +37,8 @@ from benchmarks.measure import (ALLOCATORS, REPO, format_table, loadavg, machine
                                 run_worker, write_json)
 
 CONFIGS = {"published": "config/your_dataset_train.yaml", "demo": "config/demo.yaml", "tiny": "config/tiny.yaml"}
-VARIANTS = {"published": "default", "project": "tuned"}
-MIN_STEPS = 3   # step structure → allocator as users run it
+VARIANTS = {"published": "default", "project": "tuned"}   # step structure → allocator as users run it
+MIN_STEPS = 3   # timed steps per worker at the least, however long they take
 
 
 def variant_allocator(variant):

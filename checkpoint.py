@@ -7,11 +7,12 @@ import os
 import tempfile
 
 import torch
+from errors import InputError
 
 NETWORKS = ("kp_detector", "generator", "discriminator")
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(InputError, RuntimeError):
     """A checkpoint that cannot be read or does not fit the networks; the message says why."""
 
 

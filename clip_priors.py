@@ -7,9 +7,10 @@ import torch
 from video_io import read_image
 
 from modules.facial_prior import fallback_prior, prior_from_landmarks
+from errors import InputError
 
 
-class PriorError(RuntimeError):
+class PriorError(InputError, RuntimeError):
     """No face where strict mode needs one, or a keypoint file that does not fit its clip."""
 
 

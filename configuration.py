@@ -8,9 +8,10 @@ import copy
 import difflib
 
 import yaml
+from errors import InputError
 
 
-class ConfigError(ValueError):
+class ConfigError(InputError, ValueError):
     """A config file that cannot be used as it is; the message says which key and what to do."""
 
 

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
+from errors import InputError
 
 REPO = Path(__file__).resolve().parent
 CONFIG = REPO / "config" / "demo.yaml"
@@ -67,7 +68,7 @@ class Plan:
         return json.dumps([self.train_ranges, self.test_clips, self.targets, self.epochs, self.repeats])
 
 
-class DemoError(RuntimeError):
+class DemoError(InputError, RuntimeError):
     """A stage could not finish; the message says which and what to do."""
 
 

@@ -23,6 +23,7 @@ from PIL import Image
 import metrics
 from frame_io import list_frames, natural_key
 from video_io import VIDEO_EXTENSIONS, MediaError, iter_clip, read_image
+from errors import InputError
 
 RECONSTRUCTION_COLUMNS = ("clip", "frames", "l1", "ssim", "psnr", "akd", "akd_frames", "mkr", "mkr_missed",
                           "mkr_counted", "aed", "aed_frames")
@@ -32,7 +33,7 @@ ANIMATION_COLUMNS = ("pair", "driving", "target", "frames", "identity_aed", "ide
 NOT_CLIPS = {"png", "side_by_side"}
 
 
-class EvaluationError(ValueError):
+class EvaluationError(InputError, ValueError):
     """Inputs that cannot be scored; the message says which and why."""
 
 

@@ -22,12 +22,13 @@ import tempfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
+from errors import InputError
 
 CACHE_ENV = "FPFOMM_CACHE"
 REPO_ROOT = Path(__file__).resolve().parent
 
 
-class FaceAssetError(RuntimeError):
+class FaceAssetError(InputError, RuntimeError):
     """A face asset cannot be fetched or fails its checksum; the message says what to do."""
 
 

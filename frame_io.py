@@ -10,11 +10,12 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
+from errors import InputError
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 
 
-class FrameError(ValueError):
+class FrameError(InputError, ValueError):
     """A frame that cannot be read; the message names the file and what to do."""
 
 

@@ -28,12 +28,13 @@ from torch.utils.data import DataLoader, Dataset
 from augmentation import Augmentation
 from frame_io import FrameError, check_image, clip_folders, image_size, list_frames, read_rgb
 from kpmaker import KeypointError, keypoint_path, load_keypoints
+from errors import InputError
 
 PRIOR_MODES = ("first_frame", "per_frame")
 TEST_FRACTION = 0.2      # FOMM's split when the root has no train/ and test/ folders
 
 
-class DatasetError(RuntimeError):
+class DatasetError(InputError, RuntimeError):
     """The dataset cannot be used as it is; the message lists the clips and what to run."""
 
 

@@ -18,13 +18,14 @@ from checkpoint import load_networks, read_checkpoint
 from configuration import build_networks
 from modules.motion_transfer import normalize_kp
 from modules.narrow_conv import split_narrow_convolutions
+from errors import InputError
 
 PRECISIONS = ("fp32", "bf16")
 # ITU-R BT.601 luma, as PIL's convert("L") weighs the channels.
 LUMA = (0.299, 0.587, 0.114)
 
 
-class AnimationError(RuntimeError):
+class AnimationError(InputError, RuntimeError):
     """Animation cannot go on; the message says what is wrong and what to do."""
 
 

@@ -29,13 +29,14 @@ from pathlib import Path
 import numpy as np
 
 from frame_io import FrameError, clip_folders, frames_fingerprint, list_frames, read_rgb
+from errors import InputError
 
 SPLITS = ("train", "test")
 FORMAT_VERSION = 1
 REPORT_NAME = "fallback_report.csv"
 
 
-class KeypointError(RuntimeError):
+class KeypointError(InputError, RuntimeError):
     """Bad arguments, a strict-mode failure or clips that could not be done; the message says what to do."""
 
 

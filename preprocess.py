@@ -27,6 +27,7 @@ import numpy as np
 from PIL import Image
 
 from frame_io import FrameError, frame_number, is_image, list_frames, natural_key, read_rgb
+from errors import InputError
 
 DATASETS = ("casme2", "samm", "smic", "folder", "megc")
 MEGC_CLASSES = ("Positive", "Negative", "Surprise")
@@ -59,7 +60,7 @@ PARTIAL_PREFIX = ".partial-"
 ONSET_SEARCH = 10          # frames tried for the face box when the onset frame has none
 
 
-class PreprocessError(RuntimeError):
+class PreprocessError(InputError, RuntimeError):
     """Bad arguments or input that stops the whole run; the message says what to do."""
 
 

@@ -6,6 +6,7 @@ import random
 
 import numpy as np
 import torch
+from errors import InputError
 
 # glibc mallopt parameters (malloc.h).
 _M_TRIM_THRESHOLD = -1
@@ -13,7 +14,7 @@ _M_MMAP_MAX = -4
 ALLOCATOR_ENV = "FPFOMM_DEFAULT_MALLOC"
 
 
-class DeviceError(ValueError):
+class DeviceError(InputError, ValueError):
     """A --device value that cannot be used on this machine."""
 
 

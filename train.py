@@ -35,6 +35,7 @@ from data_order import ResumableSampler, SeededSamples, derive_seed
 from logger import Logger
 from parallel import Parallel
 from runtime import seed_everything
+from errors import InputError, RunError
 
 log = logging.getLogger("fpfomm.train")
 
@@ -44,15 +45,15 @@ LR_DECAY = 0.1
 VISUAL_ROWS = 4
 
 
-class TrainingSetupError(ValueError):
+class TrainingSetupError(InputError, ValueError):
     """Settings that cannot train (batch size vs processes, too few samples, no train_params)."""
 
 
-class NonFiniteError(RuntimeError):
+class NonFiniteError(RunError):
     """A loss or gradient became NaN or infinite; the message names it."""
 
 
-class CheckpointWriteError(RuntimeError):
+class CheckpointWriteError(RunError):
     """A checkpoint could not be written (disk full, permissions); the previous ones are intact."""
 
 

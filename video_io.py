@@ -13,11 +13,12 @@ import numpy as np
 from PIL import Image, ImageSequence
 
 from frame_io import FrameError, list_frames, read_rgb
+from errors import InputError
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".gif")
 
 
-class MediaError(ValueError):
+class MediaError(InputError, ValueError):
     """An input that cannot be read as a frame, a clip or a video; the message says which and why."""
 
 

@@ -8,12 +8,13 @@ import os
 from functools import cached_property
 
 import numpy as np
+from errors import InputError
 
 LANDMARK_MODEL = "shape_predictor_68_face_landmarks.dat"
 DESCRIPTOR_MODEL = "dlib_face_recognition_resnet_model_v1.dat"
 
 
-class FaceModelError(RuntimeError):
+class FaceModelError(InputError, RuntimeError):
     """A dlib model file is missing or unreadable."""
 
 

@@ -92,8 +92,6 @@ def write_atomically(obj, path):
 # ---------------------------------------------------------------------------------------------------
 # Training checkpoints: the published layout plus what an exact resume needs.
 
-OPTIMIZERS = {name: f"optimizer_{name}" for name in NETWORKS}  # the published key names
-SCHEDULERS = {name: f"scheduler_{name}" for name in NETWORKS}
 TRAIN_STATE = "train_state"
 CHECKPOINT_FORMAT = 1
 
@@ -129,11 +127,22 @@ def restore_rng_states(states):
         torch.cuda.set_rng_state_all(cuda)
 
 
+def optimized_name(key):
+    """What an optimizer or scheduler key stands for: 'optimizer_generator' → 'generator'; a method's
+    single optimizer 'optimizer' → 'all'."""
+    for prefix in ("optimizer_", "scheduler_"):
+        if key.startswith(prefix):
+            return key[len(prefix):]
+    return "all"
+
+
 def training_checkpoint(networks, optimizers, schedulers, train_state, config, rng=None):
     """The dict a training run saves.
 
-    ``networks`` / ``optimizers`` / ``schedulers``: {'kp_detector': ..., 'generator': ...,
-    'discriminator': ...} (plain modules, not DDP wrappers). ``train_state``: {'epoch': epoch to
+    ``networks``: {name: module} (plain modules, not DDP wrappers), saved under their names (the
+    published layout: 'kp_detector', 'generator', 'discriminator' for FOMM). ``optimizers`` /
+    ``schedulers``: {checkpoint key: ...}, e.g. 'optimizer_generator' / 'scheduler_generator'.
+    ``train_state``: {'epoch': epoch to
     continue in, 'epoch_samples': samples of it already trained on (all processes), 'iteration':
     optimiser steps so far, 'seed': ...}. 'epoch' at the top level keeps the published meaning: the
     last finished epoch (-1 before the first one ends).
@@ -141,10 +150,10 @@ def training_checkpoint(networks, optimizers, schedulers, train_state, config, r
     out = {"format": CHECKPOINT_FORMAT}
     for name, module in networks.items():
         out[name] = module.state_dict()
-    for name, optimizer in optimizers.items():
-        out[OPTIMIZERS[name]] = optimizer.state_dict()
-    for name, scheduler in schedulers.items():
-        out[SCHEDULERS[name]] = scheduler.state_dict()
+    for key, optimizer in optimizers.items():
+        out[key] = optimizer.state_dict()
+    for key, scheduler in schedulers.items():
+        out[key] = scheduler.state_dict()
     out["epoch"] = train_state["epoch"] - 1
     out[TRAIN_STATE] = dict(train_state)
     out["config"] = config
@@ -191,8 +200,7 @@ def is_training_checkpoint(path):
 def load_optimizer_states(checkpoint, optimizers, schedulers, path="checkpoint"):
     """Load optimizer and scheduler states of a training checkpoint. Raises CheckpointError on a mismatch."""
     problems = []
-    for name, optimizer in optimizers.items():
-        key = OPTIMIZERS[name]
+    for key, optimizer in optimizers.items():
         if key not in checkpoint:
             problems.append(f"{key}: not in the checkpoint")
             continue
@@ -200,8 +208,7 @@ def load_optimizer_states(checkpoint, optimizers, schedulers, path="checkpoint")
             optimizer.load_state_dict(checkpoint[key])
         except (ValueError, KeyError, RuntimeError) as error:
             problems.append(f"{key}: {str(error).splitlines()[0]}")
-    for name, scheduler in schedulers.items():
-        key = SCHEDULERS[name]
+    for key, scheduler in schedulers.items():
         if key not in checkpoint:
             problems.append(f"{key}: not in the checkpoint")
             continue

@@ -16,10 +16,27 @@ class ConfigError(InputError, ValueError):
 
 
 class Field:
-    """A leaf value: ``kind`` is a type or tuple of types (None allowed when ``nullable``)."""
+    """A leaf value: ``kind`` is a type or tuple of types (None allowed when ``nullable``).
 
-    def __init__(self, kind, default=..., nullable=False, choices=None, item=None):
+    ``low`` / ``high``: the allowed range of a number (or of every entry of a list), inclusive;
+    ``above``: an exclusive lower bound (e.g. a temperature must be > 0).
+    """
+
+    def __init__(self, kind, default=..., nullable=False, choices=None, item=None, low=None, high=None, above=None):
         self.kind, self.default, self.nullable, self.choices, self.item = kind, default, nullable, choices, item
+        self.low, self.high, self.above = low, high, above
+
+    def range_problem(self, value):
+        """None when ``value`` (a number) is in range, else the allowed range in words."""
+        if self.above is not None and not value > self.above:
+            return f"greater than {self.above}"
+        if (self.low is not None and value < self.low) or (self.high is not None and value > self.high):
+            if self.high is None:
+                return f"at least {self.low}"
+            if self.low is None:
+                return f"at most {self.high}"
+            return f"between {self.low} and {self.high}"
+        return None
 
     @property
     def required(self):
@@ -40,6 +57,24 @@ BOOL = bool
 
 _FLIP = Section({"horizontal_flip": Field(BOOL, False), "time_flip": Field(BOOL, False)}, required=False)
 _JITTER = Section({k: Field(NUM, 0.0) for k in ("brightness", "contrast", "saturation", "hue")}, required=False)
+# FOMM's geometric augmentations (augmentation.py checks shapes and ranges). Each key is required
+# inside its section, so an absent section stays None (off) instead of switching on with defaults.
+_CROP = Section({"size": Field(list, item=int, low=1)}, required=False)
+_RESIZE = Section({"ratio": Field(list, item=NUM, above=0),
+                   "interpolation": Field(str, "nearest", choices=("nearest", "bilinear"))}, required=False)
+_ROTATION = Section({"degrees": Field((int, float, list))}, required=False)
+
+# train_params keys that the generic trainer reads, shared by every method.
+TRAIN_COMMON = {
+    "num_epochs": Field(int, low=0),
+    "num_repeats": Field(int, 1, low=1),
+    "batch_size": Field(int, low=1),
+    "checkpoint_freq": Field(int, 1, low=1),
+    # Project additions.
+    "num_workers": Field(int, 2, low=0),
+    "precision": Field(str, "fp32", choices=("fp32", "bf16")),
+    "log_freq": Field(int, 10, low=1),
+}
 
 SCHEMA = Section({
     "dataset_params": Section({
@@ -47,107 +82,42 @@ SCHEMA = Section({
         "frame_shape": Field(list, [256, 256, 3], item=int),
         "id_sampling": Field(BOOL, False),
         "pairs_list": Field(str, None, nullable=True),
-        "augmentation_params": Section({"flip_param": _FLIP, "jitter_param": _JITTER}, required=False),
+        "augmentation_params": Section({"flip_param": _FLIP, "rotation_param": _ROTATION, "resize_param": _RESIZE,
+                                        "crop_param": _CROP, "jitter_param": _JITTER}, required=False),
         # Project additions.
         "keypoint_dir": Field(str, None, nullable=True),  # default: <root_dir>/keypoints
         "prior_mode": Field(str, "first_frame", choices=("first_frame", "per_frame")),
         "strict_prior": Field(BOOL, False),
+        # natural: img9 before img10; lexicographic: plain string order, as the published reader.
+        "frame_order": Field(str, "natural", choices=("natural", "lexicographic")),
+        # The frame a first_frame prior comes from: the first in frame_order, or the name that sorts
+        # first as a string (the published kpmaker's os.listdir(clip)[0] on Windows).
+        "prior_frame": Field(str, "first", choices=("first", "lexicographic_first")),
     }),
-    "model_params": Section({
-        "common_params": Section({
-            "num_kp": Field(int),
-            "num_channels": Field(int, 3),
-            "estimate_jacobian": Field(BOOL, True),
-            "keypoint_mode": Field(str, None, nullable=True, choices=("prior", "learned")),
-            "align_corners": Field(BOOL, False),
-        }),
-        "kp_detector_params": Section({
-            "temperature": Field(NUM),
-            "block_expansion": Field(int),
-            "max_features": Field(int),
-            "scale_factor": Field(NUM, 1),
-            "num_blocks": Field(int),
-            "single_jacobian_map": Field(BOOL, False),
-            "pad": Field(int, 0),
-            "mask_sigma": Field(NUM, 0.75),
-        }),
-        "generator_params": Section({
-            "block_expansion": Field(int),
-            "max_features": Field(int),
-            "num_down_blocks": Field(int),
-            "num_bottleneck_blocks": Field(int),
-            "estimate_occlusion_map": Field(BOOL, False),
-            "dense_motion_params": Section({
-                "block_expansion": Field(int),
-                "max_features": Field(int),
-                "num_blocks": Field(int),
-                "scale_factor": Field(NUM, 1),
-                "kp_variance": Field(NUM, 0.01),
-            }, required=False),
-        }),
-        "discriminator_params": Section({
-            "scales": Field(list, [1], item=NUM),
-            "block_expansion": Field(int),
-            "max_features": Field(int),
-            "num_blocks": Field(int),
-            "sn": Field(BOOL, False),
-            "use_kp": Field(BOOL, False),
-            "kp_variance": Field(NUM, 0.01),
-        }),
-    }),
-    "train_params": Section({
-        "num_epochs": Field(int),
-        "num_repeats": Field(int, 1),
-        "epoch_milestones": Field(list, [], item=int),
-        "lr_generator": Field(NUM, 2.0e-4),
-        "lr_discriminator": Field(NUM, 2.0e-4),
-        "lr_kp_detector": Field(NUM, 2.0e-4),
-        "batch_size": Field(int),
-        "scales": Field(list, [1, 0.5, 0.25, 0.125], item=NUM),
-        "checkpoint_freq": Field(int, 1),
-        "transform_params": Section({
-            "sigma_affine": Field(NUM, 0.05),
-            "sigma_tps": Field(NUM, 0.005),
-            "points_tps": Field(int, 5),
-        }, required=False),
-        "loss_weights": Section({
-            "generator_gan": Field(NUM, 0),
-            "discriminator_gan": Field(NUM, 1),
-            "feature_matching": Field(list, [10, 10, 10, 10], item=NUM),
-            "perceptual": Field(list, [10, 10, 10, 10, 10], item=NUM),
-            "equivariance_value": Field(NUM, 10),
-            "equivariance_jacobian": Field(NUM, 10),
-        }),
-        # Project additions.
-        "prior_equivariance": Field(str, "corrected", choices=("corrected", "reference")),
-        "vgg_weights": Field(str, None, nullable=True),
-        "num_workers": Field(int, 2),
-        "precision": Field(str, "fp32", choices=("fp32", "bf16")),
-        "log_freq": Field(int, 10),
-    }, required=False),
+    # model_params and train_params: each method's own (methods.py; FOMM family: modules/method.py).
     "reconstruction_params": Section({
-        "num_videos": Field(int, None, nullable=True),
+        "num_videos": Field(int, None, nullable=True, low=1),
         "format": Field(str, ".mp4"),
         # Project addition: playback rate of the written videos.
-        "fps": Field(NUM, 25),
+        "fps": Field(NUM, 25, above=0),
     }, required=False),
     "animate_params": Section({
-        "num_pairs": Field(int, None, nullable=True),
+        "num_pairs": Field(int, None, nullable=True, low=1),
         "format": Field(str, ".mp4"),
         "normalization_params": Section({
             "adapt_movement_scale": Field(BOOL, False),
             "use_relative_movement": Field(BOOL, True),
             "use_relative_jacobian": Field(BOOL, True),
         }, required=False),
-        "fps": Field(NUM, 25),
-        "batch_frames": Field(int, 8),
+        "fps": Field(NUM, 25, above=0),
+        "batch_frames": Field(int, 8, low=1),
         # Project additions: gray output for gray-trained checkpoints (auto: when the model has one
         # channel, or the target and the driving clip are both gray); columns of the PNG strip.
         "grayscale": Field(str, "auto", choices=("auto", "gray", "color")),
-        "strip_frames": Field(int, 12),
+        "strip_frames": Field(int, 12, low=1),
     }, required=False),
     "visualizer_params": Section({
-        "kp_size": Field(int, 5),
+        "kp_size": Field(int, 5, low=1),
         "draw_border": Field(BOOL, True),
         "colormap": Field(str, "gist_rainbow"),
     }, required=False),
@@ -219,18 +189,55 @@ def _validate(section, data, path, where):
             for element in value:
                 if not _is_kind(element, spec.item):
                     raise ConfigError(f"{where}: every entry of '{full}' must be {_kind_name(spec.item)}, got {element!r}")
+        numbers = value if isinstance(value, list) else [value]
+        for number in numbers:
+            problem = spec.range_problem(number) if _is_kind(number, NUM) else None
+            if problem:
+                what = f"every entry of '{full}'" if isinstance(value, list) else f"'{full}'"
+                raise ConfigError(f"{where}: {what} must be {problem}, got {number!r}")
         out[key] = value
     return out
 
 
+def train_section(fields):
+    """A method's ``train_params`` section: its own keys plus the keys the generic trainer reads
+    (epochs, repeats, batch, checkpoints, loader, precision, logging)."""
+    return Section({**TRAIN_COMMON, **fields}, required=False)
+
+
+def schema_for(method):
+    """The whole schema of a method: the base sections with the method's own replacing them."""
+    return Section({**SCHEMA, **method.sections})
+
+
 def validate_config(data, where="config"):
-    """Validate a config mapping and fill in defaults. Returns a new dict; raises ConfigError."""
-    config = _validate(SCHEMA, data if data is not None else {}, "", where)
-    common = config["model_params"]["common_params"]
-    frame_shape = config["dataset_params"]["frame_shape"]
-    if len(frame_shape) != 3 or frame_shape[2] != common["num_channels"]:
-        raise ConfigError(f"{where}: 'dataset_params.frame_shape' must be [H, W, num_channels] with "
-                          f"num_channels = {common['num_channels']}, got {frame_shape}")
+    """Validate a config mapping and fill in defaults. Returns a new dict; raises ConfigError.
+
+    The method (``model_params.method``, or inferred from the config's shape: methods.py) decides
+    the schema of ``model_params`` and ``train_params``; the validated config always names it.
+    """
+    import methods
+
+    data = data if data is not None else {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: the file must be a mapping of sections, got {type(data).__name__}")
+    if "model_params" not in data or data["model_params"] is None:
+        raise ConfigError(f"{where}: missing section 'model_params'")
+    try:
+        name = methods.method_of(data["model_params"], where)
+    except methods.MethodError as error:
+        raise ConfigError(str(error)) from None
+    method = methods.get(name)
+    data = dict(data)
+    data["model_params"] = {k: v for k, v in data["model_params"].items() if k != "method"}
+    config = _validate(schema_for(method), data, "", where)
+    config["model_params"]["method"] = name
+    check = getattr(method, "check", None)
+    if check is not None:
+        check(config, where)
+    if config["dataset_params"]["frame_shape"][2] not in (1, 3):
+        raise ConfigError(f"{where}: 'dataset_params.frame_shape' must be [H, W, 1 or 3], "
+                          f"got {config['dataset_params']['frame_shape']}")
     return config
 
 
@@ -249,13 +256,9 @@ def load_config(path):
 
 
 def build_networks(model_params):
-    """(kp_detector, generator, discriminator) built the FOMM way from ``model_params``."""
-    from modules.discriminator import MultiScaleDiscriminator
-    from modules.generator import OcclusionAwareGenerator
-    from modules.keypoint_detector import KPDetector
+    """(kp_detector, generator, discriminator) of a FOMM-family ``model_params`` (the tuple FOMM's
+    scripts unpack). Every method: ``methods.build_networks``, which returns a dict."""
+    from modules.method import fomm_networks
 
-    common = model_params["common_params"]
-    kp_detector = KPDetector(**model_params["kp_detector_params"], **common)
-    generator = OcclusionAwareGenerator(**model_params["generator_params"], **common)
-    discriminator = MultiScaleDiscriminator(**model_params["discriminator_params"], **common)
-    return kp_detector, generator, discriminator
+    networks = fomm_networks(model_params)
+    return networks["kp_detector"], networks["generator"], networks["discriminator"]

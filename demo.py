@@ -22,7 +22,9 @@ from scipy.spatial import ConvexHull
 
 import inference
 from clip_priors import LazyLandmarker, image_prior, scale_prior
+from errors import InputError, report
 from inference import AnimationError, Normalization
+from session import decide_gray
 from video_io import VideoWriter, iter_clip, read_image, resize_frame, side_by_side
 
 # dlib sees at least this many pixels per side when the model's frames are smaller (tiny configs).
@@ -141,7 +143,7 @@ def run_demo(config, checkpoint, source_image, driving_video, result_video, crop
         raise AnimationError(f"{result_video} exists already; pass --overwrite to replace it")
     if os.path.splitext(result_video)[1].lower() not in (".mp4", ".gif"):
         raise AnimationError(f"--result_video {result_video}: must end in .mp4 or .gif")
-    params = config.get("animate_params") or {}
+    params = config["animate_params"]
     frame_size = tuple(config["dataset_params"]["frame_shape"][:2])
     target_raw = read_image(source_image)
     first_raw = next(_frames(driving_video), None)
@@ -169,19 +171,15 @@ def run_demo(config, checkpoint, source_image, driving_video, result_video, crop
     if reference_raw is None:
         raise AnimationError(f"--best_frame {reference}: the driving clip has fewer frames")
 
-    kp_detector, generator, checkpoint_dict = inference.load_animation_networks(config, checkpoint, device)
-    animator = inference.Animator(kp_detector, generator, device, precision, compile,
-                                  batch_frames or params.get("batch_frames", 8))
-    from animate import decide_gray
-
-    gray = decide_gray(grayscale or params.get("grayscale", "auto"), animator.num_channels, checkpoint_dict,
+    driver, checkpoint_dict = inference.open_driver(config, checkpoint, device, precision, compile, batch_frames)
+    gray = decide_gray(grayscale or params["grayscale"], driver.num_channels, checkpoint_dict,
                        target, driving_framing.model(first_raw))
-    per_frame = config["dataset_params"].get("prior_mode") == "per_frame"
-    strict = config["dataset_params"].get("strict_prior", False)
+    per_frame = config["dataset_params"]["prior_mode"] == "per_frame"
+    strict = config["dataset_params"]["strict_prior"]
     fallbacks = []
 
     def prior(framing, raw, what):
-        if not animator.uses_prior:
+        if not driver.uses_prior:
             return None
         measured = framing.measure(raw)
         value, found = image_prior(landmarker(), measured, strict, what)
@@ -189,9 +187,10 @@ def run_demo(config, checkpoint, source_image, driving_video, result_video, crop
             fallbacks.append(what)
         return scale_prior(value, measured.shape[:2], frame_size)
 
-    source = animator.encode_source(target, prior(target_framing, target_raw, source_image), gray)
     reference_prior = prior(driving_framing, reference_raw, f"driving frame {reference}")
-    kp_initial = inference.reference_keypoints(animator, driving_framing.model(reference_raw), reference_prior, gray)
+    pair = driver.start(target, driving_framing.model(reference_raw),
+                        target_prior=prior(target_framing, target_raw, source_image), first_prior=reference_prior,
+                        normalization=normalization, gray=gray, clip=driving_video)
 
     def driving():
         for index, raw in enumerate(_frames(driving_video)):
@@ -199,28 +198,12 @@ def run_demo(config, checkpoint, source_image, driving_video, result_video, crop
             yield index, driving_framing.model(raw), value
 
     count = 0
-    with VideoWriter(result_video, fps or params.get("fps", 25)) as writer:
-        for _, driving_frame, generated in inference.animate_frames(animator, source, driving(), kp_initial,
-                                                                    normalization, gray):
+    with VideoWriter(result_video, fps or params["fps"]) as writer:
+        for _, driving_frame, generated in inference.stream(driver, pair, driving(), gray):
             writer.write(side_by_side(driving_frame, target, generated) if show_side_by_side else generated)
             count += 1
     inference.warn_fallback("demo", fallbacks)
     return {"frames": count, "reference_frame": reference, "path": result_video}
-
-
-def user_errors():
-    """Exception types whose message is the whole story: printed as one line, no traceback."""
-    from checkpoint import CheckpointError
-    from clip_priors import PriorError
-    from configuration import ConfigError
-    from frame_io import FrameError
-    from frames_dataset import DatasetError
-    from modules.face_landmarks import FaceModelError
-    from runtime import DeviceError
-    from video_io import MediaError
-
-    return (AnimationError, CheckpointError, PriorError, ConfigError, FrameError, DatasetError, FaceModelError,
-            DeviceError, MediaError)
 
 
 def main(argv=None):
@@ -238,9 +221,8 @@ def main(argv=None):
                           show_side_by_side=args.side_by_side, device=device, fps=args.fps,
                           batch_frames=args.batch_frames, precision=args.precision, compile=args.compile,
                           grayscale=args.grayscale, overwrite=args.overwrite)
-    except user_errors() as error:
-        print(f"demo.py: {error}", file=sys.stderr)
-        return 1
+    except InputError as error:
+        return report("demo.py", error)
     print(f"{result['path']}: {result['frames']} frames (motion from driving frame {result['reference_frame']})")
     return 0
 

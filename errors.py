@@ -20,12 +20,13 @@ class RunError(RuntimeError):
     """Work that started and could not go on (reported in one line, exit EXIT_FAILED)."""
 
 
-def report(tool, error, stream=None):
-    """Print ``error`` as the one line a tool shows for it; return the exit code it stands for."""
+def report(tool, error, stream=None, failed="failed"):
+    """Print ``error`` as the one line a tool shows for it; return the exit code it stands for.
+    ``failed``: the words before a RunError's message (e.g. 'training failed')."""
     stream = stream or sys.stderr
     first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
     if isinstance(error, InputError):
         print(f"{tool}: error: {first}", file=stream)
         return EXIT_INPUT
-    print(f"{tool}: failed: {first}", file=stream)
+    print(f"{tool}: {failed}: {first}", file=stream)
     return EXIT_FAILED

@@ -1,9 +1,19 @@
-"""Running the trained networks on a target face and a stream of driving frames.
+"""Running a trained method on a target face and a stream of driving frames.
 
-Shared by animate.py, reconstruction.py and demo.py. The target face is encoded once (keypoints and
-the generator's source features); driving frames go through in batches under ``torch.inference_mode``,
-optionally in bf16 autocast (CPU and CUDA) and/or compiled. fp32 without compilation is the default
-and reproduces the published forward pass.
+Shared by animate.py, reconstruction.py and demo.py. Every method's animation *driver* (built by its
+registry spec, methods.py) has the same two calls:
+
+    pair = driver.start(target, first, target_prior=..., first_prior=..., normalization=..., gray=...)
+    frames = driver.generate(pair, driving_frames, priors, gray)   # (B, H, W, 3) uint8 → uint8
+
+``start`` encodes the target face once and takes what it needs of the driving clip's reference
+frame; ``generate`` turns a batch of driving frames into generated frames. Attributes:
+``num_channels``, ``batch_frames`` and ``uses_prior`` (the driver needs facial-prior keypoints of the
+target and of every driving frame). :func:`stream` runs a whole clip through a driver in batches.
+
+:class:`Animator` is the FOMM family's driver: keypoints and the generator's source features of the
+target once, driving frames in batches under ``torch.inference_mode``, optionally in bf16 autocast
+(CPU and CUDA) and/or compiled. fp32 without compilation reproduces the published forward pass.
 """
 import argparse
 import contextlib
@@ -14,8 +24,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+import methods
 from checkpoint import load_networks, read_checkpoint
-from configuration import build_networks
 from modules.motion_transfer import normalize_kp
 from modules.narrow_conv import split_narrow_convolutions
 from errors import InputError
@@ -38,9 +48,9 @@ class Normalization:
 
     @classmethod
     def from_config(cls, config):
-        params = ((config.get("animate_params") or {}).get("normalization_params") or {})
+        params = config["animate_params"]["normalization_params"]
         return cls(**{k: bool(params[k]) for k in ("adapt_movement_scale", "use_relative_movement",
-                                                   "use_relative_jacobian") if k in params})
+                                                   "use_relative_jacobian")})
 
     def as_kwargs(self):
         return {"adapt_movement_scale": self.adapt_movement_scale,
@@ -59,17 +69,44 @@ class Source:
     kp: dict
 
 
-def load_animation_networks(config, checkpoint_path, device):
-    """(kp_detector, generator, checkpoint dict) from a config and a checkpoint, in eval mode on ``device``.
+@dataclass
+class FommPair:
+    """A FOMM-family pair in progress: the encoded target, the driving clip's reference keypoints
+    (batch 1; None for absolute transfer) and how driving keypoints move the target's."""
+    source: Source
+    kp_initial: dict
+    normalization: Normalization
 
-    Raises CheckpointError when the file is unreadable or does not fit the config's networks.
-    """
-    kp_detector, generator, _ = build_networks(config["model_params"])
+
+def load_method_networks(config, checkpoint_path, device):
+    """({name: network} needed to animate, checkpoint dict) of the config's method, weights from the
+    checkpoint, in eval mode on ``device``. Raises CheckpointError when the file is unreadable or does
+    not fit the config's networks."""
+    method = methods.get(config["model_params"]["method"])
+    networks = {name: module for name, module in methods.build_networks(config["model_params"]).items()
+                if name in method.animation_networks}
     checkpoint = read_checkpoint(checkpoint_path)
-    load_networks(checkpoint, {"kp_detector": kp_detector, "generator": generator}, checkpoint_path)
-    for module in (kp_detector, generator):
+    load_networks(checkpoint, networks, checkpoint_path, required=method.animation_networks)
+    for module in networks.values():
         module.eval().requires_grad_(False).to(device)
-    return kp_detector, generator, checkpoint
+    return networks, checkpoint
+
+
+def load_animation_networks(config, checkpoint_path, device):
+    """(kp_detector, generator, checkpoint dict) of a FOMM-family config (FOMM's demo.py's
+    ``load_checkpoints``), in eval mode on ``device``."""
+    networks, checkpoint = load_method_networks(config, checkpoint_path, device)
+    return networks["kp_detector"], networks["generator"], checkpoint
+
+
+def open_driver(config, checkpoint_path, device="cpu", precision="fp32", compile=False, batch_frames=None):
+    """(the config's method's animation driver with the checkpoint's weights, checkpoint dict)."""
+    if precision not in PRECISIONS:
+        raise AnimationError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    networks, checkpoint = load_method_networks(config, checkpoint_path, device)
+    batch_frames = batch_frames or config["animate_params"]["batch_frames"]
+    method = methods.get(config["model_params"]["method"])
+    return method.driver(networks, config, device, precision, compile, batch_frames), checkpoint
 
 
 def frames_to_tensor(frames, num_channels=3, gray=False):
@@ -177,6 +214,20 @@ class Animator:
             features = self._encode(x)
         return Source(x, features, kp)
 
+    def start(self, target, first, target_prior=None, first_prior=None, normalization=ABSOLUTE, gray=False,
+              clip=None):
+        """The driver call: encode ``target`` (H, W, 3) uint8 once, keypoints of the driving clip's
+        reference frame ``first`` for relative transfer. → FommPair."""
+        source = self.encode_source(target, target_prior, gray)
+        kp_initial = reference_keypoints(self, first, first_prior, gray)
+        return FommPair(source, kp_initial, normalization)
+
+    def generate(self, pair, frames, priors=None, gray=False):
+        """The driver call: (B, H, W, 3) uint8 driving frames (priors (B, 18, 2) px in prior mode) →
+        (B, H, W, 3) uint8 generated frames."""
+        generated = self.drive(pair.source, self.to_device(frames, gray), priors, pair.kp_initial, pair.normalization)
+        return tensor_to_frames(generated, gray)
+
     def drive(self, source, frames, priors=None, kp_initial=None, normalization=ABSOLUTE):
         """Generated frames for a batch of driving frames (B, C, H, W) (already on the device).
 
@@ -211,20 +262,22 @@ def batched(iterable, size):
         yield chunk
 
 
-def animate_frames(animator, source, driving, kp_initial=None, normalization=ABSOLUTE, gray=False):
-    """Stream a driving clip through the networks.
+def stream(driver, pair, driving, gray=False):
+    """Stream a driving clip through any method's driver.
 
-    driving: iterable of (name, frame (H, W, 3) uint8 at the model's size, prior (18, 2) px or None).
-    Yields (name, driving frame, generated frame (H, W, 3) uint8) in order, ``animator.batch_frames``
-    frames per forward pass; nothing holds more than one batch.
+    pair: what ``driver.start`` returned. driving: iterable of (name, frame (H, W, 3) uint8 at the
+    model's size, prior (18, 2) px or None). Yields (name, driving frame, generated frame (H, W, 3)
+    uint8) in order, ``driver.batch_frames`` frames per forward pass; nothing holds more than one batch.
     """
-    for chunk in batched(driving, animator.batch_frames):
+    for chunk in batched(driving, driver.batch_frames):
         names, frames, priors = zip(*chunk)
-        stacked = np.stack(frames)
-        prior_batch = np.stack(priors) if animator.uses_prior else None
-        generated = tensor_to_frames(animator.drive(source, animator.to_device(stacked, gray), prior_batch,
-                                                    kp_initial, normalization), gray)
-        yield from zip(names, frames, generated)
+        prior_batch = np.stack(priors) if driver.uses_prior else None
+        yield from zip(names, frames, driver.generate(pair, np.stack(frames), prior_batch, gray))
+
+
+def animate_frames(animator, source, driving, kp_initial=None, normalization=ABSOLUTE, gray=False):
+    """:func:`stream` for a FOMM-family Animator and an encoded ``source`` (the call FOMM users know)."""
+    return stream(animator, FommPair(source, kp_initial, normalization), driving, gray)
 
 
 def reference_keypoints(animator, frame, prior=None, gray=False):

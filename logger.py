@@ -43,12 +43,10 @@ class Logger:
     tqdm bar (None: only on a terminal).
     """
 
-    def __init__(self, log_dir, enabled=True, log_freq=10, visualizer_params=None, start_iteration=0,
-                 progress=None, tensorboard=True):
+    def __init__(self, log_dir, enabled=True, log_freq=10, start_iteration=0, progress=None, tensorboard=True):
         self.enabled = enabled
         self.log_dir = log_dir
         self.log_freq = max(1, int(log_freq))
-        self.visualizer_params = dict(visualizer_params or {})
         self.progress = progress
         self._bar = None
         self._window = {}       # sums since the last log line
@@ -153,7 +151,8 @@ class Logger:
     def end_epoch(self, epoch, iteration, learning_rates=None, sample=None, seconds=None):
         """Epoch summary line, learning rates, the sample sheet PNG and the loss curves.
 
-        ``sample``: (batch, generated) of the epoch's last step, or None. Returns the sheet's path.
+        ``sample``: the sample sheet (H, W, 3) uint8 the method drew from the epoch's last step, or
+        None. Returns the sheet's path.
         """
         if self._bar is not None:
             self._bar.close()
@@ -168,8 +167,7 @@ class Logger:
                 self._writer.add_scalar(f"lr/{name}", value, iteration)
         path = None
         if sample is not None:
-            batch, generated = sample
-            sheet = visualizer.sample_sheet(batch, generated, **self.visualizer_params)
+            sheet = sample
             path = os.path.join(self.log_dir, VISUALISATION_DIR, f"{str(epoch).zfill(8)}-rec.png")
             Image.fromarray(sheet).save(path)
             if self._writer is not None:

@@ -9,9 +9,10 @@ MKR, AED) into ``reconstruction_metrics.csv`` and ``reconstruction_metrics.json`
 import os
 
 import inference
-from animate import Session, refuse_overwrite
 from frame_io import clip_folders, list_frames
 from inference import ABSOLUTE, AnimationError
+from outputs import refuse_overwrite
+from session import Session
 from video_io import FrameFolderWriter, VideoWriter
 
 VIDEO_FORMATS = (".mp4", ".gif")
@@ -37,14 +38,14 @@ def reconstruct_dataset(config, checkpoint_path, out_dir=None, device="cpu", pre
     """Reconstruct the test clips and (``evaluate``) score them. → (rows, summary); (results, None)
     without evaluation. Raises AnimationError / CheckpointError / MediaError with one-line messages."""
     dataset = config["dataset_params"]
-    params = config.get("reconstruction_params") or {}
+    params = config["reconstruction_params"]
     test_dir = os.path.join(dataset["root_dir"], "test")
     clips = clips_to_reconstruct(test_dir)
-    num_videos = num_videos if num_videos is not None else params.get("num_videos")
+    num_videos = num_videos if num_videos is not None else params["num_videos"]
     clips = clips[:num_videos] if num_videos else clips
     if not clips:
         raise AnimationError(f"{test_dir}: no test clips to reconstruct (folders of two or more frames)")
-    video_format = params.get("format", ".mp4")
+    video_format = params["format"]
     if video_format not in VIDEO_FORMATS:
         raise AnimationError(f"reconstruction_params.format must be one of {', '.join(VIDEO_FORMATS)}, "
                              f"got {video_format!r}")
@@ -53,17 +54,16 @@ def reconstruct_dataset(config, checkpoint_path, out_dir=None, device="cpu", pre
         refuse_overwrite([p for clip in clips for p in (os.path.join(out_dir, clip.name),
                                                         os.path.join(out_dir, clip.name + video_format))
                           if os.path.exists(p)], f"reconstructions in {out_dir}")
-    fps = fps or params.get("fps", 25)
+    fps = fps or params["fps"]
     session = Session.open(config, checkpoint_path, device, precision, compile, batch_frames, None, landmarker)
     results = []
     for number, clip in enumerate(clips, 1):
         files = list_frames(clip)
-        job = session.prepare(clip.name, files[0], clip.name, files)
+        job = session.prepare(clip.name, files[0], clip.name, files, ABSOLUTE)
         frames_writer = FrameFolderWriter(os.path.join(out_dir, clip.name))
         video_writer = VideoWriter(os.path.join(out_dir, clip.name + video_format), fps)
         try:
-            for name, _, generated in inference.animate_frames(session.animator, job.source, job.driving(),
-                                                               job.kp_initial, ABSOLUTE, job.gray):
+            for name, _, generated in inference.stream(session.driver, job.pair, job.driving(), job.gray):
                 frames_writer.write(generated, name)
                 video_writer.write(generated)
             frames_writer.close()

@@ -5,32 +5,26 @@
     torchrun --standalone --nproc_per_node 4 run.py --config ...                # 4 GPUs (DDP)
     python run.py --config ... --mode animate --checkpoint ckpt.pth.tar         # animate the pairs
 
-Each mode lives in its own module (train.py, reconstruction.py, animate.py), imported only when
-chosen; a mode module may define ``add_cli_arguments(parser)`` for its own flags and must define
-``run(config, args)`` (an int return value is the exit code). Exit codes: 0 done, 1 training failed
+Each mode lives in its own module (train.py, reconstruction.py, animate.py), which defines
+``add_cli_arguments(parser)`` for its own flags and ``run(config, args)`` (an int return value is the
+exit code). The method (FP-FOMM, FOMM, ...) comes from the config (``model_params.method``, see
+methods.py); every mode runs every method. Exit codes (errors.py): 0 done, 1 the work failed
 (NaN/inf, a checkpoint could not be written), 2 unusable input (config, checkpoint, device, data,
 flags) with a one-line message and no traceback, 128+signal after Ctrl-C / SIGTERM (checkpoint saved).
 """
 import argparse
-import importlib
 import logging
 import os
 import sys
 
-MODES = ("train", "reconstruction", "animate")
-EXIT_FAILED, EXIT_USAGE = 1, 2
+import animate
+import reconstruction
+import train
+from configuration import load_config
+from errors import EXIT_INPUT, InputError, RunError, report
+from runtime import DeviceError, tune_allocator
 
-# Exceptions that mean "the input cannot be used" (exit 2): (module, class). Looked up in
-# sys.modules when an exception arrives, so nothing is imported just to name them.
-INPUT_ERRORS = (
-    ("configuration", "ConfigError"), ("checkpoint", "CheckpointError"), ("runtime", "DeviceError"),
-    ("frames_dataset", "DatasetError"), ("train", "TrainingSetupError"), ("inference", "AnimationError"),
-    ("clip_priors", "PriorError"), ("video_io", "MediaError"), ("evaluate", "EvaluationError"),
-    ("frame_io", "FrameError"), ("kpmaker", "KeypointError"), ("modules.face_landmarks", "FaceModelError"),
-    ("face_assets", "FaceAssetError"),
-)
-# Training that started but could not go on (exit 1), reported in one line too.
-RUN_ERRORS = (("train", "NonFiniteError"), ("train", "CheckpointWriteError"))
+MODES = {"train": train, "reconstruction": reconstruction, "animate": animate}
 
 DESCRIPTION = """\
 Facial-Prior First Order Motion Model: train the networks, reconstruct the test clips, or animate
@@ -48,13 +42,13 @@ reconstruction  drives each test clip with itself and scores the result (needs -
 animate         makes each target face of the pairs list perform each driving clip (needs --checkpoint).
 """
 EPILOG = """\
-exit codes: 0 done; 1 training failed (NaN/inf loss or gradient, checkpoint not written);
+exit codes: 0 done; 1 the work failed (NaN/inf loss or gradient, checkpoint not written);
 2 unusable input (config, checkpoint, device, dataset, flags); 128+N after signal N (checkpoint saved).
 Set FPFOMM_DEFAULT_MALLOC=1 to keep glibc's default memory allocator settings.
 """
 
 
-class UsageError(ValueError):
+class UsageError(InputError, ValueError):
     """A combination of flags that cannot work."""
 
 
@@ -62,17 +56,7 @@ class Parser(argparse.ArgumentParser):
     """argparse with one-line errors (exit 2), like every other input error of run.py."""
 
     def error(self, message):
-        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
-
-
-def _mode_module(mode):
-    """The module of ``mode``, or None when this checkout does not have it."""
-    try:
-        return importlib.import_module(mode)
-    except ModuleNotFoundError as error:
-        if error.name == mode:
-            return None
-        raise
+        self.exit(EXIT_INPUT, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
 def _device_ids(text):
@@ -86,7 +70,7 @@ def _device_ids(text):
 
 
 def build_parser(modes=MODES):
-    """The parser with the common flags and the flags of ``modes`` (those whose module is present)."""
+    """The parser with the common flags and the flags of ``modes``."""
     parser = Parser(prog="run.py", description=DESCRIPTION, epilog=EPILOG,
                     formatter_class=argparse.RawDescriptionHelpFormatter)
     common = parser.add_argument_group("common options")
@@ -109,10 +93,7 @@ def build_parser(modes=MODES):
                         help="random seed (default: 0; when resuming, the checkpoint's)")
     common.add_argument("--verbose", action="store_true", help="more detail on the console")
     for mode in modes:
-        module = _mode_module(mode)
-        adder = getattr(module, "add_cli_arguments", None)
-        if adder is not None:
-            adder(parser.add_argument_group(f"{mode} options"))
+        MODES[mode].add_cli_arguments(parser.add_argument_group(f"{mode} options"))
     return parser
 
 
@@ -132,8 +113,6 @@ def parse_args(argv):
 
 def device_request(args, environ=None):
     """The --device value after FOMM's --device_ids and --cpu. Notes go to the log; conflicts raise DeviceError."""
-    from runtime import DeviceError
-
     environ = os.environ if environ is None else environ
     under_torchrun = "WORLD_SIZE" in environ and "LOCAL_RANK" in environ
     given = [flag for flag, value in (("--device", args.device), ("--device_ids", args.device_ids),
@@ -160,12 +139,6 @@ def device_request(args, environ=None):
     return f"cuda:{ids[0]}"
 
 
-def _error_classes(table, module=None):
-    classes = [getattr(sys.modules[m], n) for m, n in table if m in sys.modules and hasattr(sys.modules[m], n)]
-    classes += list(getattr(module, "CLI_ERRORS", ()))
-    return tuple(classes)
-
-
 def _configure_logging(verbose, main_process):
     # --verbose opens up this project's loggers only; libraries (PIL, tensorboard) stay at INFO.
     level = logging.DEBUG if verbose else logging.INFO
@@ -181,13 +154,9 @@ def main(argv=None):
     main_process = os.environ.get("RANK", "0") == "0"
     _configure_logging(args.verbose, main_process)
 
-    from runtime import tune_allocator
-
     tune_allocator()  # a no-op when FPFOMM_DEFAULT_MALLOC=1
-    module = None
     try:
         from checkpoint import CheckpointError
-        from configuration import load_config
 
         config = load_config(args.config)
         if args.checkpoint is not None and not os.path.isfile(args.checkpoint):
@@ -195,22 +164,13 @@ def main(argv=None):
         args.device = device_request(args)
         if "WORLD_SIZE" in os.environ and args.mode != "train":
             raise UsageError(f"--mode {args.mode} runs in one process; only training runs under torchrun")
-        module = _mode_module(args.mode)
-        if module is None or not hasattr(module, "run"):
-            raise UsageError(f"--mode {args.mode} is not available in this checkout ({args.mode}.py is missing)")
-        code = module.run(config, args)
+        code = MODES[args.mode].run(config, args)
         return code if isinstance(code, int) else 0
     except KeyboardInterrupt:
         print("run.py: interrupted", file=sys.stderr)
         return 130
-    except Exception as error:  # noqa: BLE001 — sorted below; anything unknown keeps its traceback
-        if isinstance(error, UsageError) or isinstance(error, _error_classes(INPUT_ERRORS, module)):
-            print(f"run.py: error: {error}", file=sys.stderr)
-            return EXIT_USAGE
-        if isinstance(error, _error_classes(RUN_ERRORS)):
-            print(f"run.py: training failed: {error}", file=sys.stderr)
-            return EXIT_FAILED
-        raise
+    except (InputError, RunError) as error:  # anything else is a bug and keeps its traceback
+        return report("run.py", error, failed="training failed" if args.mode == "train" else "failed")
 
 
 if __name__ == "__main__":

@@ -1,11 +1,14 @@
-"""Training of the three networks (SPEC §4), resumable exactly, on one process or several (torchrun).
+"""Training of any registered method (methods.py), resumable exactly, on one process or several (torchrun).
 
     result = train(config, dataset, "log/run", parallel=Parallel(), checkpoint=None, seed=0)
 
-One optimiser step, FOMM's order: the generator-side losses (perceptual, GAN, feature matching,
-equivariance) → backward → Adam steps of the generator and keypoint detector; then, only when
-``loss_weights.generator_gan`` is non-zero, the discriminator's LSGAN loss → its own step. Learning
-rates drop ×0.1 at ``epoch_milestones``; one epoch is ``num_repeats`` passes over the clips.
+The method supplies its networks and a *training* object (e.g. modules/training.py for the FOMM
+family) that builds its optimisers and schedulers and splits one step into *phases*: each phase is
+a set of losses and the optimisers they update (FOMM: generator + keypoint detector, then the
+discriminator; GANimation: the discriminator every step, the generator every fifth). This module
+runs them all the same way: losses averaged over the processes and checked, backward, gradient
+norms checked, optimiser steps. Schedulers step once per epoch; one epoch is ``num_repeats`` passes
+over the clips.
 
 Every loss and gradient norm is checked: a NaN/inf stops the run with a message naming it, before
 any weight is changed by it, and nothing is saved from then on (the last checkpoint stays valid).
@@ -24,13 +27,12 @@ import signal
 import threading
 import time
 from dataclasses import dataclass, field
-from itertools import chain
+from typing import NamedTuple
 
 import torch
-from torch.nn.parallel import DistributedDataParallel
 
 import checkpoint as ckpt
-from configuration import build_networks
+import methods
 from data_order import ResumableSampler, SeededSamples, derive_seed
 from logger import Logger
 from parallel import Parallel
@@ -42,7 +44,6 @@ log = logging.getLogger("fpfomm.train")
 INTERRUPTED_CHECKPOINT = "interrupted-checkpoint.pth.tar"
 ADAM_BETAS = (0.5, 0.999)
 LR_DECAY = 0.1
-VISUAL_ROWS = 4
 
 
 class TrainingSetupError(InputError, ValueError):
@@ -111,18 +112,34 @@ class StopRequests:
 
 
 # ------------------------------------------------------------------------------------------------
-# Pieces.
+# Pieces a method's training object uses.
 
-def build_optimizers(networks, train_params):
-    """Adam (β 0.5, 0.999) per network at its ``lr_<name>``. {name: optimizer}."""
-    return {name: torch.optim.Adam(module.parameters(), lr=train_params[f"lr_{name}"], betas=ADAM_BETAS)
+class Phase(NamedTuple):
+    """One part of an optimiser step: ``losses`` {name: scalar tensor} are summed and back-propagated,
+    then the optimisers named in ``optimizers`` (checkpoint keys) step. ``networks`` (names) are those
+    whose gradient norms are checked and logged; ``generated`` (optional) the outputs shown in the
+    epoch's sample sheet."""
+    losses: dict
+    optimizers: tuple
+    networks: tuple
+    generated: dict = None
+
+
+def adam_optimizers(networks, train_params, betas=ADAM_BETAS):
+    """Adam per network at its ``lr_<name>``, keyed ``optimizer_<name>`` (FOMM's checkpoint names)."""
+    return {f"optimizer_{name}": torch.optim.Adam(module.parameters(), lr=train_params[f"lr_{name}"], betas=betas)
             for name, module in networks.items()}
 
 
-def build_schedulers(optimizers, train_params):
-    """MultiStepLR ×0.1 at ``epoch_milestones``, stepped once per epoch. {name: scheduler}."""
-    return {name: torch.optim.lr_scheduler.MultiStepLR(optimizer, train_params["epoch_milestones"], gamma=LR_DECAY)
-            for name, optimizer in optimizers.items()}
+def multistep_schedulers(optimizers, milestones, gamma=LR_DECAY):
+    """MultiStepLR ×``gamma`` at ``milestones`` epochs, per optimizer, keyed ``scheduler_<name>``."""
+    return {scheduler_key(key): torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones, gamma=gamma)
+            for key, optimizer in optimizers.items()}
+
+
+def scheduler_key(optimizer_key):
+    """'optimizer_generator' → 'scheduler_generator'; 'optimizer' → 'scheduler'."""
+    return "scheduler" + optimizer_key[len("optimizer"):]
 
 
 def gradient_norm(module):
@@ -136,15 +153,6 @@ def gradient_norm(module):
 def _to_device(batch, device):
     non_blocking = device.type == "cuda"
     return {k: v.to(device, non_blocking=non_blocking) if torch.is_tensor(v) else v for k, v in batch.items()}
-
-
-def _detached(value, rows):
-    """Tensors (nested in dicts) detached, first ``rows`` items, on the CPU — for the sample sheet."""
-    if isinstance(value, dict):
-        return {k: _detached(v, rows) for k, v in value.items()}
-    if torch.is_tensor(value):
-        return value[:rows].detach().float().cpu()
-    return value
 
 
 def _nonfinite(values):
@@ -167,8 +175,7 @@ class Trainer:
         self.log_dir = log_dir
         self.parallel = parallel
         self.device = parallel.device
-        self.weights = train_params["loss_weights"]
-        self.use_gan = self.weights["generator_gan"] != 0
+        self.method = methods.get(config["model_params"]["method"])
 
         loaded = ckpt.read_checkpoint(checkpoint) if checkpoint else None
         self.resuming = loaded is not None and ckpt.has_training_state(loaded)
@@ -181,20 +188,20 @@ class Trainer:
         self.seed = seed
 
         seed_everything(seed)  # identical initial weights in every process and every run with this seed
-        kp_detector, generator, discriminator = build_networks(config["model_params"])
-        self.networks = {"kp_detector": kp_detector, "generator": generator, "discriminator": discriminator}
+        self.networks = methods.build_networks(config["model_params"])
         if loaded is not None:
-            required = ckpt.NETWORKS if self.resuming else ("kp_detector", "generator")
+            required = tuple(self.networks) if self.resuming else self.method.animation_networks
             ckpt.load_networks(loaded, self.networks, checkpoint, required=required)
         for name, module in self.networks.items():
             module.to(self.device).train()
         if parallel.distributed and self.device.type == "cuda":
             # Batch statistics over all GPUs; on CPU SyncBatchNorm is unsupported, plain BatchNorm stays.
-            for name in ("kp_detector", "generator"):
+            for name in getattr(self.method, "sync_batchnorm", ()):
                 self.networks[name] = torch.nn.SyncBatchNorm.convert_sync_batchnorm(self.networks[name])
 
-        self.optimizers = build_optimizers(self.networks, train_params)
-        self.schedulers = build_schedulers(self.optimizers, train_params)
+        self.training = self.method.training(self.networks, config, self.device)
+        self.optimizers = self.training.optimizers()
+        self.schedulers = self.training.schedulers(self.optimizers)
         if self.resuming:
             ckpt.load_optimizer_states(loaded, self.optimizers, self.schedulers, checkpoint)
             self.epoch = saved_state["epoch"]
@@ -209,40 +216,14 @@ class Trainer:
         self.last_checkpoint = None
         del loaded
 
-        self._build_models()
+        if parallel.distributed:
+            self.training.distribute(self.device)
         self._build_loader(dataset)
         self.logger = Logger(log_dir, enabled=parallel.is_main, log_freq=train_params["log_freq"],
-                             visualizer_params=config.get("visualizer_params"),
                              start_iteration=self.iteration, progress=progress)
         if parallel.is_main:
             for path in ckpt.remove_stale_temporaries(log_dir):
                 self.logger.note(f"removed {path}, left by a checkpoint write that was killed")
-
-    def _build_models(self):
-        from modules.model import DiscriminatorFullModel, GeneratorFullModel
-
-        kp, gen, disc = (self.networks[n] for n in ("kp_detector", "generator", "discriminator"))
-        self.generator_full = GeneratorFullModel(kp, gen, disc, self.train_params).to(self.device)
-        self.discriminator_full = DiscriminatorFullModel(kp, gen, disc, self.train_params).to(self.device)
-        self.generator_step = self.generator_full
-        self.discriminator_step = self.discriminator_full
-        if not self.parallel.distributed:
-            return
-        device_ids = [self.device.index] if self.device.type == "cuda" else None
-        # The discriminator's gradients from the generator losses are thrown away (zeroed before its
-        # own step), so the generator-side DDP neither averages nor waits for them; the frozen VGG is
-        # identical everywhere by construction.
-        ignored = [f"discriminator.{n}" for n, _ in chain(disc.named_parameters(), disc.named_buffers())]
-        if self.generator_full.vgg is not None:
-            ignored += [f"vgg.{n}" for n, _ in chain(self.generator_full.vgg.named_parameters(),
-                                                     self.generator_full.vgg.named_buffers())]
-        ignore = getattr(DistributedDataParallel, "_set_params_and_buffers_to_ignore_for_model", None)
-        if ignore is not None:
-            ignore(self.generator_full, ignored)
-        self.generator_step = DistributedDataParallel(self.generator_full, device_ids=device_ids,
-                                                      find_unused_parameters=ignore is None)
-        if self.use_gan:
-            self.discriminator_step = DistributedDataParallel(self.discriminator_full, device_ids=device_ids)
 
     def _build_loader(self, dataset):
         from torch.utils.data import DataLoader
@@ -291,30 +272,30 @@ class Trainer:
                                  "the data")
 
     def step(self, batch):
-        """One optimiser step of every network. Returns (loss values, gradient norms, generated)."""
+        """One optimiser step: every phase of the method in turn. Returns (loss values, gradient
+        norms, generated outputs of the last phase that had any)."""
         torch.manual_seed(derive_seed(self.seed, "step", self.iteration, self.parallel.rank))
-        with self._autocast():
-            losses, generated = self.generator_step(batch)
-        values = self._mean_values(losses)
-        self._check(values, "loss")
-        sum(losses.values()).backward()
-        norms = {f"grad_norm/{n}": gradient_norm(self.networks[n]) for n in ("kp_detector", "generator")}
-        self._check(norms, "gradient norm")
-        for name in ("generator", "kp_detector"):
-            self.optimizers[name].step()
-            self.optimizers[name].zero_grad()
-        if self.use_gan:
-            self.optimizers["discriminator"].zero_grad()
-            with self._autocast():
-                disc_losses = self.discriminator_step(batch, generated)
-            disc_values = self._mean_values(disc_losses)
-            self._check(disc_values, "loss")
-            sum(disc_losses.values()).backward()
-            norms["grad_norm/discriminator"] = gradient_norm(self.networks["discriminator"])
-            self._check({"grad_norm/discriminator": norms["grad_norm/discriminator"]}, "gradient norm")
-            self.optimizers["discriminator"].step()
-            self.optimizers["discriminator"].zero_grad()
-            values.update(disc_values)
+        values, norms, generated = {}, {}, None
+        phases = self.training.phases(batch, self.epoch, self.iteration)
+        while True:
+            with self._autocast():  # the phase's forward runs when the generator is advanced
+                phase = next(phases, None)
+            if phase is None:
+                break
+            for key in phase.optimizers:
+                self.optimizers[key].zero_grad()
+            phase_values = self._mean_values(phase.losses)
+            self._check(phase_values, "loss")
+            sum(phase.losses.values()).backward()
+            phase_norms = {f"grad_norm/{n}": gradient_norm(self.networks[n]) for n in phase.networks}
+            self._check(phase_norms, "gradient norm")
+            for key in phase.optimizers:
+                self.optimizers[key].step()
+                self.optimizers[key].zero_grad()
+            values.update(phase_values)
+            norms.update(phase_norms)
+            if phase.generated is not None:
+                generated = phase.generated
         return values, norms, generated
 
     # -- checkpoints ------------------------------------------------------------------------------
@@ -343,16 +324,11 @@ class Trainer:
 
     # -- the loop ---------------------------------------------------------------------------------
 
-    def _sample_for_sheet(self, batch, generated):
-        rows = VISUAL_ROWS
-        kp_detector = self.networks["kp_detector"]
-        kp_detector = getattr(kp_detector, "module", kp_detector)
-        generated = dict(generated)
-        if getattr(kp_detector, "mode", None) == "prior" and "driving_prior" in batch:
-            with torch.no_grad():
-                inputs = kp_detector.network_input(batch["driving"][:rows], batch["driving_prior"][:rows])
-            generated["region_mask"] = inputs[:, -1:]
-        return _detached(batch, rows), _detached(generated, rows)
+    def _sheet(self, batch, generated):
+        """The epoch's sample sheet (H, W, 3) uint8, drawn by the method from its last step."""
+        if generated is None:
+            return None
+        return self.training.sheet(batch, generated, self.config.get("visualizer_params") or {})
 
     def run(self, stop, stop_at_iteration=None, callback=None):
         num_epochs = self.train_params["num_epochs"]
@@ -382,7 +358,7 @@ class Trainer:
                     log.debug("iteration %d (epoch %d): %s", self.iteration, self.epoch,
                               "; ".join(f"{k} {v:.5f}" for k, v in values.items()))
                 if done == self.batches_per_epoch and self.parallel.is_main:
-                    sample = self._sample_for_sheet(batch, generated)
+                    sample = self._sheet(batch, generated)
                 del generated
                 if callback is not None:
                     callback(self, values)
@@ -390,7 +366,7 @@ class Trainer:
                     stop.request("stop_at_iteration")
             for scheduler in self.schedulers.values():
                 scheduler.step()
-            learning_rates = {name: s.get_last_lr()[0] for name, s in self.schedulers.items()}
+            learning_rates = {ckpt.optimized_name(key): s.get_last_lr()[0] for key, s in self.schedulers.items()}
             epoch_losses = {name: total / max(1, count) for name, total in sums.items()}
             self.logger.end_epoch(self.epoch, self.iteration, learning_rates, sample, time.time() - started)
             finished = self.epoch
@@ -449,6 +425,10 @@ def train(config, dataset, log_dir, parallel=None, checkpoint=None, seed=None, p
 
 # ------------------------------------------------------------------------------------------------
 # Command line (run.py --mode train).
+
+def add_cli_arguments(parser):
+    """Training has no flags beyond run.py's common ones (--config, --checkpoint, --log_dir, --seed, ...)."""
+
 
 def run_folder(log_root, config_path, when=None):
     """A new folder ``<log_root>/<config name>_<YYYY-MM-DD_HH-MM-SS>`` (suffixed if taken)."""

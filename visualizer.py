@@ -7,6 +7,7 @@ import colorsys
 import math
 
 import numpy as np
+import torch
 from PIL import Image, ImageDraw, ImageFont
 
 from modules.geometry import kp2gaussian, normalized_to_pixels
@@ -108,7 +109,19 @@ def _label_strip(labels, cell_width, height, border):
     return np.asarray(strip)
 
 
-def sample_sheet(batch, generated, kp_size=5, colormap="gist_rainbow", draw_border=True, max_rows=4):
+MAX_ROWS = 4  # samples shown in a training sheet
+
+
+def detached(value, rows=MAX_ROWS):
+    """Tensors (nested in dicts) detached, first ``rows`` items, float32 on the CPU — for a sheet."""
+    if isinstance(value, dict):
+        return {k: detached(v, rows) for k, v in value.items()}
+    if torch.is_tensor(value):
+        return value[:rows].detach().float().cpu()
+    return value
+
+
+def sample_sheet(batch, generated, kp_size=5, colormap="gist_rainbow", draw_border=True, max_rows=MAX_ROWS):
     """The per-epoch picture: one row per sample (at most ``max_rows``), one column per stage.
 
     batch: 'source', 'driving' (B, C, H, W). generated: the training model's outputs — 'prediction',

@@ -9,6 +9,8 @@ import torch
 from PIL import Image
 
 import animate
+import session
+from errors import InputError
 import evaluate
 import inference
 import reconstruction
@@ -78,7 +80,7 @@ def test_outputs_per_pair(split, animated):
 def test_refuses_to_overwrite(split, checkpoint, animated, marks):
     out, _ = animated
     before = (out / f"{CLIP}-obama" / "img8.png").stat().st_mtime_ns
-    with pytest.raises(inference.AnimationError, match="--overwrite"):
+    with pytest.raises(InputError, match="--overwrite"):
         animate.animate_dataset(tiny_config(split), str(checkpoint), out_dir=str(out), log=lambda _: None, landmarker=marks)
     assert (out / f"{CLIP}-obama" / "img8.png").stat().st_mtime_ns == before
 
@@ -246,11 +248,11 @@ def test_decide_gray():
     gray = np.full((4, 4, 3), 90, np.uint8)
     color = gray.copy()
     color[..., 0] = 200
-    assert animate.decide_gray("auto", 3, {}, gray, gray)
-    assert not animate.decide_gray("auto", 3, {}, color, gray)
-    assert animate.decide_gray("auto", 1, {}, color, color)
-    assert animate.decide_gray("auto", 3, {"grayscale": True}, color, color)
-    assert animate.decide_gray("gray", 3, {}, color, color) and not animate.decide_gray("color", 3, {}, gray, gray)
+    assert session.decide_gray("auto", 3, {}, gray, gray)
+    assert not session.decide_gray("auto", 3, {}, color, gray)
+    assert session.decide_gray("auto", 1, {}, color, color)
+    assert session.decide_gray("auto", 3, {"grayscale": True}, color, color)
+    assert session.decide_gray("gray", 3, {}, color, color) and not session.decide_gray("color", 3, {}, gray, gray)
 
 
 def test_keypoint_files_are_used_when_present(split, checkpoint, tmp_path, marks):
@@ -286,7 +288,7 @@ def test_bad_inputs_give_clear_errors(split, checkpoint, tmp_path):
     broken = copy.deepcopy(config)
     broken["dataset_params"]["pairs_list"] = str(tmp_path / "pairs.csv")
     (tmp_path / "pairs.csv").write_text("distance,source,driving,frame\n0,nobody,Positive_smile,0\n")
-    with pytest.raises(inference.AnimationError, match="nobody"):
+    with pytest.raises(InputError, match="nobody"):
         animate.animate_dataset(broken, str(checkpoint), out_dir=str(tmp_path / "x"))
     with pytest.raises(CheckpointError, match="not found"):
         animate.animate_dataset(config, str(tmp_path / "missing.pth.tar"), out_dir=str(tmp_path / "y"))
@@ -308,7 +310,7 @@ def test_reconstruction_writes_frames_video_and_scores(split, checkpoint, tmp_pa
     assert video_info(str(tmp_path / f"{CLIP}.mp4"))["frames"] == CLIP_FRAMES
     assert rows[0]["frames"] == CLIP_FRAMES and 0 < summary["l1"] < 1 and summary["mkr"] is not None
     assert (tmp_path / "reconstruction_metrics.csv").is_file() and (tmp_path / "reconstruction_metrics.json").is_file()
-    with pytest.raises(inference.AnimationError, match="--overwrite"):
+    with pytest.raises(InputError, match="--overwrite"):
         reconstruction.reconstruct_dataset(tiny_config(split), str(checkpoint), out_dir=str(tmp_path), evaluate=False)
 
 

@@ -58,7 +58,7 @@ def test_demo_from_a_folder_side_by_side_absolute_gif(inputs, checkpoint, tmp_pa
     assert video_io.video_info(str(result))["frames"] == 6 and video_io.video_info(str(result))["size"] == (192, 64)
     assert "driving frame 3" in out
     code, _, err = _run(capsys, *argv)           # exists now: refused without --overwrite
-    assert code == 1 and "--overwrite" in err
+    assert code == 2 and "--overwrite" in err
 
 
 def test_demo_relative_motion_from_the_reference_frame_is_identity(inputs, checkpoint, tmp_path):
@@ -92,7 +92,7 @@ def test_bad_input_is_one_line(inputs, checkpoint, tmp_path, capsys, change, mes
     flag, value = change
     argv[flag] = tmp_path / value if value.startswith(("missing", "out")) else value
     code, _, err = _run(capsys, *[x for pair in argv.items() for x in pair])
-    assert code == 1 and message in err and err.count("\n") == 1 and "Traceback" not in err
+    assert code == 2 and message in err and err.count("\n") == 1 and "Traceback" not in err
     assert not (tmp_path / "r.mp4").exists()
 
 
@@ -101,7 +101,7 @@ def test_crop_without_a_face_is_one_line(inputs, checkpoint, tmp_path, capsys):
     Image.fromarray(np.full((120, 100, 3), 200, np.uint8)).save(blank)
     code, _, err = _run(capsys, "--config", TINY_CONFIG, "--checkpoint", checkpoint, "--source_image", blank,
                         "--driving_video", inputs["video"], "--result_video", tmp_path / "r.mp4", "--crop")
-    assert code == 1 and "no face" in err and "Traceback" not in err
+    assert code == 2 and "no face" in err and "Traceback" not in err
 
 
 def test_writers_are_atomic_and_videos_round_trip(tmp_path):

@@ -87,15 +87,14 @@ def test_memory_of_a_stream_does_not_grow_with_length(animator):
     assert peaks[1] - peaks[0] < 64 * 1024
 
 
-def test_animate_job_reads_frames_only_when_asked(monkeypatch, tmp_path):
-    import animate
+def test_session_job_reads_frames_only_when_asked(monkeypatch, tmp_path):
+    import session
 
     reads = []
     frame = np.zeros((SIZE, SIZE, 3), np.uint8)
-    monkeypatch.setattr(animate, "read_image", lambda path: reads.append(path) or frame)
+    monkeypatch.setattr(session, "read_image", lambda path: reads.append(path) or frame)
     files = [tmp_path / f"img{i}.png" for i in range(50)]
-    job = animate.Job(source=None, target=frame, kp_initial=None, files=files, frame_size=(SIZE, SIZE),
-                      gray=False, tracks=())
+    job = session.Job(pair=None, target=frame, files=files, frame_size=(SIZE, SIZE), gray=False, tracks=())
     driving = job.driving()
     assert reads == []
     next(driving)

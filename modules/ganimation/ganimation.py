@@ -14,7 +14,8 @@ One training iteration of the original (``optimize_paras``):
 
 Training facts (replicate ``options.py``, ULME ``options.py``; see ``TRAIN_DEFAULTS``): Adam, lr 1e-4,
 betas (0.5, 0.999), one optimiser per network; per-epoch ``LambdaLR``: constant for ``niter`` = 20
-epochs, then linear decay over ``niter_decay`` = 10 (``model_utils.linear_decay_factor``); batch 25;
+epochs, then linear decay over ``niter_decay`` = 10 (``model_utils.linear_decay_factor``; the
+replicate's rule is off by one, see there); 30 epochs; batch 25;
 images 128×128 in [-1, 1] (``ToTensor`` → ``Normalize(0.5, 0.5)``), random horizontal flip in training;
 AUs = OpenFace intensities / 5, target AUs get U(-0.1, 0.1) noise in training (``add_aus_noise``);
 weights N(0, 0.02), biases 0.
@@ -60,7 +61,10 @@ def gan_loss(pred, target_is_real, gan_type='wgan-gp', label=None):
 
 
 def total_variation(x):
-    """``2 * (Σ(Δ_h x)² / (C(H-1)W) + Σ(Δ_w x)² / (CH(W-1))) / N`` of x (N, C, H, W) → scalar (the original's TVLoss)."""
+    """The original's TVLoss: ``2 * (Σ(Δ_h x)² / (C(H-1)W) + Σ(Δ_w x)² / (CH(W-1))) / N``.
+
+    x (N, C, H, W) → scalar; the sums run over the whole batch.
+    """
     n, c, h, w = x.shape
     h_tv = (x[:, :, 1:, :] - x[:, :, :-1, :]).pow(2).sum()
     w_tv = (x[:, :, :, 1:] - x[:, :, :, :-1]).pow(2).sum()
@@ -74,7 +78,7 @@ def draw_gp_alpha(n, like, generator=None):
 
 
 def gradient_penalty(net_dis, real_img, fake_img, alpha=None, generator=None):
-    """WGAN-GP: ``mean_n((‖∂ΣD_map(x̂)/∂x̂_n‖₂ - 1)²)``, ``x̂ = α·real + (1-α)·fake`` (both detached).
+    """WGAN-GP: ``mean_n((‖∂ΣD_map(x̂)/∂x̂_n‖₂ - 1)²)``, ``x̂ = α·real + (1-α)·fake``, both detached.
 
     real_img, fake_img (N, C, H, W); alpha (N, 1, 1, 1) or None to draw it (``draw_gp_alpha``).
     Returns (penalty scalar, alpha). The gradient keeps its graph, so the penalty trains D.

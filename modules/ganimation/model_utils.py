@@ -15,6 +15,8 @@ What the original does, where it matters:
   on the module (``self.input_img_au``), ``norm='none'`` builds (the original crashes on it),
   ``get_scheduler`` raises for an unknown policy (the original returns the exception), ``init_net`` never
   wraps in ``DataParallel`` (state-dict names stay those of the saved files).
+* The replicate's linear LR decay is off by one (its last epoch trains at LR 0); ``linear_decay_factor``
+  uses pix2pix's rule by default and keeps the replicate's as ``published=True``.
 """
 import functools
 
@@ -213,18 +215,20 @@ class GANLoss(nn.Module):
 
 
 def get_scheduler(optimizer, opt=None, *, lr_policy='lambda', niter=20, niter_decay=10, epoch_count=1,
-                  lr_decay_iters=50):
+                  lr_decay_iters=50, published=False):
     """The original's per-epoch LR schedule. ``opt`` (an options object) overrides the keywords.
 
     'lambda': constant for ``niter`` epochs, then linear decay over ``niter_decay`` epochs
-    (``linear_decay_factor``); 'step': ×0.1 every ``lr_decay_iters``; 'plateau': ReduceLROnPlateau.
+    (``linear_decay_factor``; ``published=True`` is the replicate's off-by-one version); 'step': ×0.1
+    every ``lr_decay_iters``; 'plateau': ReduceLROnPlateau.
     """
     if opt is not None:
         lr_policy, niter, niter_decay = opt.lr_policy, opt.niter, opt.niter_decay
         epoch_count, lr_decay_iters = opt.epoch_count, getattr(opt, 'lr_decay_iters', lr_decay_iters)
     if lr_policy == 'lambda':
         return lr_scheduler.LambdaLR(optimizer, lr_lambda=functools.partial(
-            linear_decay_factor, niter=niter, niter_decay=niter_decay, epoch_count=epoch_count))
+            linear_decay_factor, niter=niter, niter_decay=niter_decay, epoch_count=epoch_count,
+            published=published))
     if lr_policy == 'step':
         return lr_scheduler.StepLR(optimizer, step_size=lr_decay_iters, gamma=0.1)
     if lr_policy == 'plateau':
@@ -232,12 +236,16 @@ def get_scheduler(optimizer, opt=None, *, lr_policy='lambda', niter=20, niter_de
     raise NotImplementedError('learning rate policy [%s] is not implemented' % lr_policy)
 
 
-def linear_decay_factor(epoch, niter=20, niter_decay=10, epoch_count=1):
-    """LR multiplier after ``epoch`` scheduler steps: ``1 - max(0, epoch + 1 + epoch_count - niter) / (niter_decay + 1)``.
+def linear_decay_factor(epoch, niter=20, niter_decay=10, epoch_count=1, published=False):
+    """LR multiplier after ``epoch`` scheduler steps (the original steps once, after each epoch).
 
-    With the defaults the LR is constant for epochs 1..20 and falls linearly to 1/11 in epoch 30.
+    Default: ``1 - max(0, epoch + epoch_count - niter) / (niter_decay + 1)`` (pix2pix/CycleGAN's rule):
+    ``niter`` epochs at the full LR, then a linear decay that is at 1/(niter_decay+1) in the last epoch.
+    ``published=True``: the replicate's rule, with an extra ``+ 1`` in the numerator: only ``niter - 1``
+    full epochs, and the last epoch (30 with the defaults) trains at LR 0.
     """
-    return 1.0 - max(0, epoch + 1 + epoch_count - niter) / float(niter_decay + 1)
+    shift = 1 if published else 0
+    return 1.0 - max(0, epoch + shift + epoch_count - niter) / float(niter_decay + 1)
 
 
 def init_weights(net, init_type='normal', gain=0.02):

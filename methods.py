@@ -10,6 +10,7 @@ others, with the original's module, class and parameter names), a config, and on
 its *spec*: an object that says
 
     name              the registry name (``model_params.method``)
+    uses_prior        whether its frames need facial-prior keypoints (kpmaker files)
     sections          {section: configuration.Section} replacing the base schema's sections
                       (model_params always; train_params / animate_params where the method differs)
     check(config, where)             value checks across sections, after validation (optional)
@@ -114,3 +115,4 @@ register("fp-fomm", "modules.method:FP_FOMM",
          infer=lambda mp: "kp_detector_params" in mp and _fomm_keypoint_mode(mp) == "prior")
 register("fomm", "modules.method:FOMM",
          infer=lambda mp: "kp_detector_params" in mp and _fomm_keypoint_mode(mp) == "learned")
+register("fpb-fomm", "modules.fpb_fomm.method:FPB_FOMM")

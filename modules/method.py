@@ -97,6 +97,8 @@ class FommFamily:
     def __init__(self, name, keypoint_mode):
         self.name = name
         self.keypoint_mode = keypoint_mode
+        # The dataset reads facial-prior keypoints for the frames (kpmaker files) when this is set.
+        self.uses_prior = keypoint_mode == "prior"
 
     def check(self, config, where):
         common = config["model_params"]["common_params"]

@@ -72,6 +72,10 @@ class FommTraining:
         if getattr(kp_detector, "mode", None) == "prior" and "driving_prior" in batch:
             with torch.no_grad():
                 inputs = kp_detector.network_input(batch["driving"][:rows], batch["driving_prior"][:rows])
-            generated["region_mask"] = inputs[:, -1:]
+            prior_channel = inputs[:, -1:]
+            # FP-FOMM's region mask is in [0, 1]; FPB-FOMM's learned AWP map is not: scale each to [0, 1].
+            low = prior_channel.amin(dim=(2, 3), keepdim=True)
+            high = prior_channel.amax(dim=(2, 3), keepdim=True)
+            generated["region_mask"] = (prior_channel - low) / (high - low).clamp_min(1e-8)
         return visualizer.sample_sheet(visualizer.detached(batch, rows), visualizer.detached(generated, rows),
                                        **visualizer_params)

@@ -350,6 +350,30 @@ def test_avd_stage(ref):
     assert optimizer.param_groups[0]["betas"] == (0.5, 0.999) and scheduler.milestones == {40: 1, 50: 1}
 
 
+def test_avd_stage_keypoints_in_eval_mode_unless_published(ref):
+    nets = build(ref)
+    kp, avd = nets["kp_detector"], nets["avd_network"]
+    kp.train()
+    S, D = ref["inputs"]["train_source"], ref["inputs"]["train_driving"]
+    running_mean = kp.fg_encoder.bn1.running_mean.clone()
+    _, out = AVDFullModel(kp, avd, {"random_scale": 0.25, "lambda_shift": 1})({"source": S, "driving": D})
+    assert kp.training and torch.equal(kp.fg_encoder.bn1.running_mean, running_mean)
+    with torch.no_grad():
+        assert torch.equal(out["kp_source"]["fg_kp"], nets_eval_kp(kp, S))
+    _, out = AVDFullModel(kp, avd, {"random_scale": 0.25, "lambda_shift": 1}, kp_detector_mode="as_is")(
+        {"source": S, "driving": D})
+    assert not torch.equal(kp.fg_encoder.bn1.running_mean, running_mean)  # the published drift
+    assert_close(ref, "train_mode/kp_source", out["kp_source"])
+
+
+def nets_eval_kp(kp, frames):
+    kp.eval()
+    try:
+        return kp(frames)["fg_kp"]
+    finally:
+        kp.train()
+
+
 def test_random_scale_is_a_per_sample_diagonal_scaling():
     kp = {"fg_kp": torch.rand(4, 10, 2) * 2 - 1}
     scaled = random_scale(kp, 0.25, generator=torch.Generator().manual_seed(3))["fg_kp"]

@@ -167,24 +167,41 @@ class AVDFullModel(nn.Module):
     """The AVD training step of ``train_avd.py``: forward(x) → ({'rec_kp': loss}, {'kp_source',
     'kp_driving', 'kp_driving_random', 'rec'}).
 
-    The keypoint detector runs under ``no_grad`` (it is trained in stage 1 and only read here; the
-    original leaves it in whatever mode it was loaded in, eval after ``load_cpk``). Only the AVD
+    The keypoint detector is trained in stage 1 and only read here, under ``no_grad``; only the AVD
     network's parameters should go to the optimiser. ``train_avd_params``: ``random_scale``,
     ``lambda_shift``.
+
+    ``kp_detector_mode``: 'eval' (default) runs the detector in eval mode (restored afterwards), so it
+    gives the keypoints animation will see and its BatchNorm statistics stay those of stage 1.
+    'as_is' is the published behaviour: ``run.py`` never calls ``eval()``, so the detector ran in train
+    mode (batch statistics, 256 samples) and its running statistics drifted during AVD training and
+    were saved with the AVD checkpoint.
     """
 
-    def __init__(self, kp_detector, avd_network, train_avd_params):
+    def __init__(self, kp_detector, avd_network, train_avd_params, kp_detector_mode="eval"):
         super().__init__()
+        if kp_detector_mode not in ("eval", "as_is"):
+            raise ValueError(f"kp_detector_mode must be 'eval' or 'as_is', got {kp_detector_mode!r}")
         self.kp_detector = kp_detector
         self.avd_network = avd_network
         self.random_scale = train_avd_params["random_scale"]
         self.lambda_shift = train_avd_params["lambda_shift"]
+        self.kp_detector_mode = kp_detector_mode
+
+    def detect(self, frames):
+        was_training = self.kp_detector.training
+        if self.kp_detector_mode == "eval":
+            self.kp_detector.eval()
+        try:
+            with torch.no_grad():
+                return self.kp_detector(frames)
+        finally:
+            self.kp_detector.train(was_training)
 
     def forward(self, x):
-        with torch.no_grad():
-            kp_source = self.kp_detector(x["source"])
-            kp_driving_gt = self.kp_detector(x["driving"])
-            kp_driving_random = random_scale(kp_driving_gt, scale=self.random_scale)
+        kp_source = self.detect(x["source"])
+        kp_driving_gt = self.detect(x["driving"])
+        kp_driving_random = random_scale(kp_driving_gt, scale=self.random_scale)
         rec = self.avd_network(kp_source, kp_driving_random)
         losses = {"rec_kp": avd_reconstruction_loss(kp_driving_gt, rec, self.lambda_shift)}
         return losses, {"kp_source": kp_source, "kp_driving": kp_driving_gt,

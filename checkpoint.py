@@ -67,6 +67,13 @@ def load_networks(checkpoint, networks, path="checkpoint", required=("kp_detecto
 
 
 TEMPORARY_PREFIX, TEMPORARY_SUFFIX = ".tmp-", ".pth.tar"
+INTERRUPTED_CHECKPOINT = "interrupted-checkpoint.pth.tar"   # written on Ctrl-C / SIGTERM
+
+
+def checkpoint_name(epoch):
+    """File name of the checkpoint written after ``epoch`` (0-based) finished: FOMM's naming."""
+    return f"{str(epoch).zfill(8)}-checkpoint.pth.tar"
+
 
 
 def write_atomically(obj, path):

@@ -1,4 +1,4 @@
-"""Scoring generated clips with dlib as the independent measuring instrument (SPEC §6).
+"""Scoring generated clips with dlib as the independent measuring instrument.
 
     python evaluate.py reconstruction --generated DIR --real DIR [--out DIR]
     python evaluate.py animation --generated DIR --driving DIR --targets DIR [--pairs CSV] [--out DIR]

@@ -41,7 +41,8 @@ class AnimationError(InputError, RuntimeError):
 
 @dataclass(frozen=True)
 class Normalization:
-    """How driving keypoints move the target's (SPEC §5; ``normalize_kp`` semantics)."""
+    """How driving keypoints move the target's: relative or absolute motion, optionally scaled by the
+    ratio of the faces' convex-hull areas (``normalize_kp`` semantics, FOMM's demo)."""
     adapt_movement_scale: bool = False
     use_relative_movement: bool = True
     use_relative_jacobian: bool = True

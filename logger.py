@@ -1,6 +1,10 @@
-"""What a training run writes besides checkpoints, and the progress bar.
+"""The run folder of a training run, what it holds besides checkpoints, and the progress bar.
 
+A new run gets ``<log_dir>/<config name>_<YYYY-MM-DD_HH-MM-SS>`` (:func:`run_folder`), with the
+config file copied in (:func:`copy_config`); a resumed run continues in its checkpoint's folder.
 In the run folder:
+    <config>.yaml             the config as given (a differing one of a resume is kept beside it)
+    NNNNNNNN-checkpoint.pth.tar, interrupted-checkpoint.pth.tar   checkpoints (checkpoint.py)
     log.txt                   one line per ``log_freq`` iterations (mean losses since the last line),
                               one summary line per epoch (FOMM's format), notes (start, resume, stop)
     losses.jsonl              the same per-iteration means as data, read back for the loss curves
@@ -15,6 +19,7 @@ import json
 import logging
 import math
 import os
+import shutil
 import time
 
 import numpy as np
@@ -200,3 +205,30 @@ class Logger:
 
     def __exit__(self, *exc):
         self.close()
+
+
+# ------------------------------------------------------------------------------------------------
+# The run folder.
+
+def run_folder(log_root, config_path, when=None):
+    """A new folder ``<log_root>/<config name>_<YYYY-MM-DD_HH-MM-SS>`` (suffixed if taken)."""
+    stem = os.path.splitext(os.path.basename(config_path))[0]
+    stamp = time.strftime("%Y-%m-%d_%H-%M-%S", time.localtime(when))
+    base = os.path.join(log_root, f"{stem}_{stamp}")
+    path, n = base, 1
+    while os.path.exists(path):
+        path, n = f"{base}_{n}", n + 1
+    return path
+
+
+def copy_config(config_path, log_dir):
+    """The config file as given, beside the checkpoints; a differing one of a resumed run is kept too."""
+    target = os.path.join(log_dir, os.path.basename(config_path))
+    if os.path.exists(target):
+        with open(config_path, "rb") as a, open(target, "rb") as b:
+            if a.read() == b.read():
+                return target
+        stem, ext = os.path.splitext(target)
+        target = f"{stem}.resumed-{time.strftime('%Y-%m-%d_%H-%M-%S')}{ext}"
+    shutil.copyfile(config_path, target)
+    return target

@@ -22,7 +22,6 @@ on (seed, epoch, position) — see data_order.py — and the model's random warp
 import logging
 import math
 import os
-import shutil
 import signal
 import threading
 import time
@@ -34,6 +33,7 @@ import torch
 import checkpoint as ckpt
 import methods
 from data_order import ResumableSampler, SeededSamples, derive_seed
+import logger
 from logger import Logger
 from parallel import Parallel
 from runtime import seed_everything
@@ -41,7 +41,6 @@ from errors import InputError, RunError
 
 log = logging.getLogger("fpfomm.train")
 
-INTERRUPTED_CHECKPOINT = "interrupted-checkpoint.pth.tar"
 ADAM_BETAS = (0.5, 0.999)
 LR_DECAY = 0.1
 
@@ -56,11 +55,6 @@ class NonFiniteError(RunError):
 
 class CheckpointWriteError(RunError):
     """A checkpoint could not be written (disk full, permissions); the previous ones are intact."""
-
-
-def checkpoint_name(epoch):
-    """File name of the checkpoint written after ``epoch`` (0-based) finished: FOMM's naming."""
-    return f"{str(epoch).zfill(8)}-checkpoint.pth.tar"
 
 
 @dataclass
@@ -155,6 +149,14 @@ def _to_device(batch, device):
     return {k: v.to(device, non_blocking=non_blocking) if torch.is_tensor(v) else v for k, v in batch.items()}
 
 
+def _gray_frames(batch, tolerance=2 / 255):
+    """True when every frame of the batch has (nearly) equal channels (one-channel frames count as gray)."""
+    frames = [batch[k] for k in ("source", "driving") if torch.is_tensor(batch.get(k))]
+    if not frames:
+        return False
+    return all(f.shape[1] == 1 or bool(((f[:, :1] - f[:, 1:]).abs() <= tolerance).all()) for f in frames)
+
+
 def _nonfinite(values):
     return [name for name, value in values.items() if not math.isfinite(value)]
 
@@ -213,6 +215,8 @@ class Trainer:
         else:
             self.epoch, self.epoch_samples, self.iteration = 0, 0, 0
         self.checkpoint_source = checkpoint
+        # Whether the training frames are gray (R = G = B), seen on the first batch; kept across resumes.
+        self.grayscale = loaded.get("grayscale") if self.resuming else None
         self.last_checkpoint = None
         del loaded
 
@@ -312,6 +316,8 @@ class Trainer:
         path = os.path.join(self.log_dir, name)
         data = ckpt.training_checkpoint(self.networks, self.optimizers, self.schedulers, self.train_state(),
                                         self.config, rng=states)
+        # Animation's grayscale 'auto' reads this: a model trained on gray clips (SAMM) animates in gray.
+        data["grayscale"] = bool(self.grayscale)
         try:
             ckpt.write_atomically(data, path)
         except (OSError, RuntimeError) as error:  # torch.save reports a full disk as RuntimeError
@@ -345,6 +351,8 @@ class Trainer:
             for batch in self.loader:
                 if self.parallel.any(stop.reason is not None):
                     return self._stop(stop.reason or "another process")
+                if self.grayscale is None:
+                    self.grayscale = _gray_frames(batch)
                 batch = _to_device(batch, self.device)
                 values, norms, generated = self.step(batch)
                 self.iteration += 1
@@ -372,7 +380,7 @@ class Trainer:
             finished = self.epoch
             self.epoch, self.epoch_samples = self.epoch + 1, 0
             if (finished + 1) % freq == 0 or self.epoch == num_epochs:
-                self.last_checkpoint = self.save(checkpoint_name(finished)) or self.last_checkpoint
+                self.last_checkpoint = self.save(ckpt.checkpoint_name(finished)) or self.last_checkpoint
         self.logger.note(f"training finished: {num_epochs} epochs, {self.iteration} iterations")
         return TrainResult(self.log_dir, self.epoch, self.iteration, self.last_checkpoint, None, epoch_losses)
 
@@ -392,7 +400,7 @@ class Trainer:
                          f"{self.device}, seed {self.seed}, precision {self.train_params['precision']}")
 
     def _stop(self, reason):
-        path = self.save(INTERRUPTED_CHECKPOINT)
+        path = self.save(ckpt.INTERRUPTED_CHECKPOINT)
         self.logger.note(f"stopped ({reason}) at epoch {self.epoch}, iteration {self.iteration}"
                          + (f"; resume with --checkpoint {path}" if path else ""))
         return TrainResult(self.log_dir, self.epoch, self.iteration, path, reason)
@@ -430,30 +438,6 @@ def add_cli_arguments(parser):
     """Training has no flags beyond run.py's common ones (--config, --checkpoint, --log_dir, --seed, ...)."""
 
 
-def run_folder(log_root, config_path, when=None):
-    """A new folder ``<log_root>/<config name>_<YYYY-MM-DD_HH-MM-SS>`` (suffixed if taken)."""
-    stem = os.path.splitext(os.path.basename(config_path))[0]
-    stamp = time.strftime("%Y-%m-%d_%H-%M-%S", time.localtime(when))
-    base = os.path.join(log_root, f"{stem}_{stamp}")
-    path, n = base, 1
-    while os.path.exists(path):
-        path, n = f"{base}_{n}", n + 1
-    return path
-
-
-def copy_config(config_path, log_dir):
-    """The config file as given, beside the checkpoints; a differing one of a resumed run is kept too."""
-    target = os.path.join(log_dir, os.path.basename(config_path))
-    if os.path.exists(target):
-        with open(config_path, "rb") as a, open(target, "rb") as b:
-            if a.read() == b.read():
-                return target
-        stem, ext = os.path.splitext(target)
-        target = f"{stem}.resumed-{time.strftime('%Y-%m-%d_%H-%M-%S')}{ext}"
-    shutil.copyfile(config_path, target)
-    return target
-
-
 def choose_log_dir(args, parallel, resuming):
     """Resuming one of our checkpoints continues in its folder (as FOMM does); anything else gets a new one."""
     folder = None
@@ -461,9 +445,9 @@ def choose_log_dir(args, parallel, resuming):
         if resuming:
             folder = os.path.dirname(os.path.abspath(args.checkpoint))
         else:
-            folder = run_folder(args.log_dir, args.config)
+            folder = logger.run_folder(args.log_dir, args.config)
         os.makedirs(folder, exist_ok=True)
-        copy_config(args.config, folder)
+        logger.copy_config(args.config, folder)
     return parallel.broadcast(folder)
 
 

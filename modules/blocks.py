@@ -64,6 +64,11 @@ class ResBlock2d(nn.Module):
         return out + x
 
 
+def scale_key(scale):
+    """Module-dict key of a pyramid scale: '.' is not allowed in module names (0.5 → '0-5')."""
+    return str(scale).replace(".", "-")
+
+
 def hourglass_width(block_expansion, max_features, level):
     """Channels of hourglass level ``level`` (level 0 is the first DownBlock's input width)."""
     return min(max_features, block_expansion * (2 ** level))

@@ -3,6 +3,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from modules.blocks import scale_key
 from modules.geometry import kp2gaussian
 
 
@@ -55,11 +56,6 @@ class Discriminator(nn.Module):
             out = block(out)
             feature_maps.append(out)
         return feature_maps, self.conv(out)
-
-
-def scale_key(scale):
-    """Module-dict key of a pyramid scale: '.' is not allowed in module names (0.5 → '0-5')."""
-    return str(scale).replace(".", "-")
 
 
 class MultiScaleDiscriminator(nn.Module):

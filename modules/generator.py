@@ -3,12 +3,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from modules.blocks import DownBlock2d, ResBlock2d, SameBlock2d, UpBlock2d
+from modules.blocks import DownBlock2d, ResBlock2d, SameBlock2d, UpBlock2d, hourglass_width
 from modules.dense_motion import DenseMotionNetwork
-
-
-def _width(block_expansion, max_features, level):
-    return min(max_features, block_expansion * (2**level))
 
 
 class OcclusionAwareGenerator(nn.Module):
@@ -32,14 +28,14 @@ class OcclusionAwareGenerator(nn.Module):
             self.dense_motion_network = None
         self.first = SameBlock2d(num_channels, block_expansion, kernel_size=(7, 7), padding=(3, 3))
         self.down_blocks = nn.ModuleList(
-            DownBlock2d(_width(block_expansion, max_features, i), _width(block_expansion, max_features, i + 1))
+            DownBlock2d(hourglass_width(block_expansion, max_features, i), hourglass_width(block_expansion, max_features, i + 1))
             for i in range(num_down_blocks))
         self.up_blocks = nn.ModuleList(
-            UpBlock2d(_width(block_expansion, max_features, num_down_blocks - i),
-                      _width(block_expansion, max_features, num_down_blocks - i - 1))
+            UpBlock2d(hourglass_width(block_expansion, max_features, num_down_blocks - i),
+                      hourglass_width(block_expansion, max_features, num_down_blocks - i - 1))
             for i in range(num_down_blocks))
         self.bottleneck = nn.Sequential()
-        bottleneck_width = _width(block_expansion, max_features, num_down_blocks)
+        bottleneck_width = hourglass_width(block_expansion, max_features, num_down_blocks)
         for i in range(num_bottleneck_blocks):
             self.bottleneck.add_module(f"r{i}", ResBlock2d(bottleneck_width, kernel_size=(3, 3), padding=(1, 1)))
         self.final = nn.Conv2d(block_expansion, num_channels, kernel_size=(7, 7), padding=(3, 3))

@@ -5,7 +5,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from modules.blocks import AntiAliasInterpolation2d, Hourglass
-from modules.facial_prior import REGION_MASK_SIGMA, region_mask
+from modules.facial_prior import NUM_PRIOR_KP, REGION_MASK_SIGMA, region_mask
 from modules.geometry import make_coordinate_grid, pixels_to_normalized
 
 KEYPOINT_MODES = ("prior", "learned")
@@ -15,7 +15,7 @@ def resolve_keypoint_mode(num_kp, keypoint_mode=None):
     """The keypoint mode a config asks for. Published configs carry no mode: 18 keypoints are the
     facial prior's, any other count is vanilla FOMM."""
     if keypoint_mode is None:
-        return "prior" if num_kp == 18 else "learned"
+        return "prior" if num_kp == NUM_PRIOR_KP else "learned"
     if keypoint_mode not in KEYPOINT_MODES:
         raise ValueError(f"keypoint_mode must be one of {KEYPOINT_MODES}, got {keypoint_mode!r}")
     return keypoint_mode
@@ -68,7 +68,7 @@ class KPDetector(nn.Module):
     def forward(self, frame, prior=None):
         if self.mode == "prior" and prior is None:
             raise ValueError("this keypoint detector uses the facial prior: call kp_detector(frame, prior) "
-                             "with prior (B, 18, 2) in pixels")
+                             f"with prior (B, {NUM_PRIOR_KP}, 2) in pixels")
         if self.mode == "prior" and prior.shape[1] != self.num_kp:
             raise ValueError(f"prior has {prior.shape[1]} points, the detector expects {self.num_kp}")
         feature_map = self.predictor(self.network_input(frame, prior))

@@ -1,4 +1,4 @@
-"""Loss terms of SPEC §4 as pure functions of tensors (weights applied by the caller's config)."""
+"""FOMM's loss terms (perceptual pyramid, LSGAN, feature matching, equivariance) as pure functions of tensors (weights applied by the caller's config)."""
 import torch
 
 

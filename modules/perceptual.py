@@ -1,6 +1,6 @@
 """VGG19 features for the perceptual loss, and the image pyramid it is applied on.
 
-Weight policy (SPEC §4): ImageNet weights from ``vgg_weights`` (a path) or from torchvision's cache;
+Weight policy: ImageNet weights from ``vgg_weights`` (a path) or from torchvision's cache;
 where neither exists, a fixed random VGG19 (seeded, so runs stay comparable) with a loud warning —
 a known, weaker perceptual loss, never a silent one.
 """
@@ -12,8 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from modules.blocks import AntiAliasInterpolation2d
-from modules.discriminator import scale_key
+from modules.blocks import AntiAliasInterpolation2d, scale_key
 
 log = logging.getLogger(__name__)
 

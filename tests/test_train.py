@@ -16,8 +16,8 @@ import checkpoint as ckpt
 import logger as logger_module
 from configuration import build_networks
 from tests.train_helpers import FacePairs, state_dicts_equal, tiny_config
-from train import (INTERRUPTED_CHECKPOINT, CheckpointWriteError, NonFiniteError, TrainingSetupError,
-                   checkpoint_name, train)
+from checkpoint import INTERRUPTED_CHECKPOINT, checkpoint_name
+from train import CheckpointWriteError, NonFiniteError, TrainingSetupError, train
 
 pytestmark = pytest.mark.filterwarnings("ignore::modules.perceptual.VGGWeightsMissing")
 

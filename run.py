@@ -24,20 +24,25 @@ from configuration import load_config
 from errors import EXIT_INPUT, InputError, RunError, report
 from runtime import DeviceError, tune_allocator
 
-MODES = {"train": train, "reconstruction": reconstruction, "animate": animate}
+MODES = {"train": train, "train_avd": train, "reconstruction": reconstruction, "animate": animate}
 
 DESCRIPTION = """\
-Facial-Prior First Order Motion Model: train the networks, reconstruct the test clips, or animate
-the test pairs, all from one YAML config (FOMM's layout).
+Micro-expression generation with every method of the field from one YAML config (FOMM's layout):
+train the networks, reconstruct the test clips, or animate the test pairs. The config names the
+method (model_params.method: fp-fomm, fomm, fpb-fomm, ...; published configs without the key are
+recognised by their shape), and every mode below runs every method.
 
 train           trains into a new folder <log_dir>/<config name>_<date>_<time> (config copied in):
                 log.txt, TensorBoard (tensorboard --logdir <log_dir>), per-epoch pictures in
                 train-vis/, loss-curves.png, NNNNNNNN-checkpoint.pth.tar every checkpoint_freq
                 epochs and at the end. Ctrl-C or SIGTERM stops after the current step and writes
                 interrupted-checkpoint.pth.tar. --checkpoint with one of these checkpoints resumes
-                exactly where it stopped, in its folder; with a published checkpoint (weights only)
-                it fine-tunes from epoch 0. Several GPUs, or machines: start run.py with torchrun
-                (torchrun --standalone --nproc_per_node N run.py --config ...).
+                exactly where it stopped, in its folder; with a published training checkpoint
+                (optimiser states and epoch) it continues that run after its epoch, in its folder;
+                with weights only it fine-tunes from epoch 0. Several GPUs, or machines: start
+                run.py with torchrun (torchrun --standalone --nproc_per_node N run.py --config ...).
+train_avd       the second stage of MRAA and TPSMM: trains the AVD network on the frozen model of
+                --checkpoint (train_avd_params), in that checkpoint's folder (avd-NNNNNNNN-checkpoint.pth.tar).
 reconstruction  drives each test clip with itself and scores the result (needs --checkpoint).
 animate         makes each target face of the pairs list perform each driving clip (needs --checkpoint).
 """

@@ -149,6 +149,51 @@ def _to_device(batch, device):
     return {k: v.to(device, non_blocking=non_blocking) if torch.is_tensor(v) else v for k, v in batch.items()}
 
 
+def stage_section(method, stage):
+    """The config section of a training stage: ``train_params``; ``train_avd_params`` for the second
+    (animation-via-disentanglement) stage of MRAA and TPSMM."""
+    stages = getattr(method, "stages", {"train": "train_params"})
+    if stage not in stages:
+        raise TrainingSetupError(f"method {method.name!r} has no stage {stage!r} (it has: {', '.join(stages)})")
+    return stages[stage]
+
+
+def stage_networks(method, stage):
+    """Networks a checkpoint must hold to start ``stage`` from it (weights only)."""
+    return getattr(method, "stage_networks", {}).get(stage, method.animation_networks)
+
+
+def published_optimizers(method, stage):
+    """Optimiser keys of the method's published training checkpoints (for continuing one)."""
+    return getattr(method, "published_optimizers", {}).get(stage, ())
+
+
+def continue_published(loaded, optimizers, schedulers, path, skip=()):
+    """Load the optimiser states of a published training checkpoint and bring the schedulers to the
+    epoch after its ``epoch``. Optimisers of networks in ``skip`` (not loaded) start fresh. Returns
+    the epoch to continue in."""
+    epoch = int(loaded["epoch"]) + 1
+    for key, optimizer in optimizers.items():
+        if ckpt.optimized_name(key) in skip:
+            log.warning("%s: %s starts fresh (its network did not fit)", path, key)
+            continue
+        try:
+            optimizer.load_state_dict(loaded[key])
+        except (ValueError, KeyError, RuntimeError) as error:
+            raise ckpt.CheckpointError(f"{path}: cannot continue {key} ({str(error).splitlines()[0]})") from None
+        for group in optimizer.param_groups:
+            # The published file holds the decayed rate; the schedule below decays from the start rate.
+            group["lr"] = group.get("initial_lr", group["lr"])
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # "scheduler.step() before optimizer.step()"
+        for scheduler in schedulers.values():
+            for _ in range(epoch):
+                scheduler.step()
+    return epoch
+
+
 def _gray_frames(batch, tolerance=2 / 255):
     """True when every frame of the batch has (nearly) equal channels (one-channel frames count as gray)."""
     frames = [batch[k] for k in ("source", "driving") if torch.is_tensor(batch.get(k))]
@@ -167,20 +212,26 @@ def _nonfinite(values):
 class Trainer:
     """State of one training run in one process. Use :func:`train`."""
 
-    def __init__(self, config, dataset, log_dir, parallel, checkpoint=None, seed=None, progress=None):
-        train_params = config.get("train_params")
+    def __init__(self, config, dataset, log_dir, parallel, checkpoint=None, seed=None, progress=None, stage="train"):
+        self.method = methods.get(config["model_params"]["method"])
+        section = stage_section(self.method, stage)
+        train_params = config.get(section)
         if not train_params:
-            raise TrainingSetupError("the config has no train_params section; training needs one "
-                                     "(see config/your_dataset_train.yaml)")
+            raise TrainingSetupError(f"the config has no {section} section; {stage} needs one "
+                                     "(see the method's config in config/)")
         self.config = config
+        self.stage = stage
         self.train_params = train_params
         self.log_dir = log_dir
         self.parallel = parallel
         self.device = parallel.device
-        self.method = methods.get(config["model_params"]["method"])
 
         loaded = ckpt.read_checkpoint(checkpoint) if checkpoint else None
-        self.resuming = loaded is not None and ckpt.has_training_state(loaded)
+        self.kind = ckpt.training_kind(loaded, stage, published_optimizers(self.method, stage)) if loaded else None
+        self.resuming = self.kind == "resume"
+        if stage != "train" and loaded is None:
+            raise TrainingSetupError(f"--mode {stage} trains on top of a trained model: pass its checkpoint "
+                                     "with --checkpoint")
         saved_state = loaded[ckpt.TRAIN_STATE] if self.resuming else {}
         if seed is None:
             seed = saved_state.get("seed", 0)
@@ -191,9 +242,14 @@ class Trainer:
 
         seed_everything(seed)  # identical initial weights in every process and every run with this seed
         self.networks = methods.build_networks(config["model_params"])
+        fresh = {}
         if loaded is not None:
-            required = tuple(self.networks) if self.resuming else self.method.animation_networks
-            ckpt.load_networks(loaded, self.networks, checkpoint, required=required)
+            tolerated = () if self.resuming else getattr(self.method, "optional_networks", ())
+            required = tuple(self.networks) if self.resuming else stage_networks(self.method, stage)
+            fresh = ckpt.load_networks(loaded, self.networks, checkpoint, required=required, tolerated=tolerated)
+            for name, why in fresh.items():
+                log.warning("%s: %s does not fit the config (%s); training it from a fresh start, as the "
+                            "published code did", checkpoint, name, why.split(": ", 1)[-1])
         for name, module in self.networks.items():
             module.to(self.device).train()
         if parallel.distributed and self.device.type == "cuda":
@@ -201,10 +257,14 @@ class Trainer:
             for name in getattr(self.method, "sync_batchnorm", ()):
                 self.networks[name] = torch.nn.SyncBatchNorm.convert_sync_batchnorm(self.networks[name])
 
-        self.training = self.method.training(self.networks, config, self.device)
+        self.training = self.method.training(self.networks, config, self.device, stage) if stage != "train" \
+            else self.method.training(self.networks, config, self.device)
         self.optimizers = self.training.optimizers()
         self.schedulers = self.training.schedulers(self.optimizers)
-        if self.resuming:
+        if self.kind == "published":
+            self.epoch = continue_published(loaded, self.optimizers, self.schedulers, checkpoint, skip=fresh)
+            self.epoch_samples, self.iteration = 0, 0
+        elif self.resuming:
             ckpt.load_optimizer_states(loaded, self.optimizers, self.schedulers, checkpoint)
             self.epoch = saved_state["epoch"]
             self.epoch_samples = saved_state.get("epoch_samples", 0)
@@ -217,6 +277,7 @@ class Trainer:
         self.checkpoint_source = checkpoint
         # Whether the training frames are gray (R = G = B), seen on the first batch; kept across resumes.
         self.grayscale = loaded.get("grayscale") if self.resuming else None
+        self._published_epoch = self.epoch if self.kind == "published" else None
         self.last_checkpoint = None
         del loaded
 
@@ -306,7 +367,8 @@ class Trainer:
 
     def train_state(self):
         return {"epoch": self.epoch, "epoch_samples": self.epoch_samples, "iteration": self.iteration,
-                "seed": self.seed, "world_size": self.parallel.world_size, "batch_size": self.batch_size}
+                "seed": self.seed, "world_size": self.parallel.world_size, "batch_size": self.batch_size,
+                "stage": self.stage}
 
     def save(self, name):
         """Write a checkpoint (main process; every process must call: RNG states are gathered)."""
@@ -380,7 +442,7 @@ class Trainer:
             finished = self.epoch
             self.epoch, self.epoch_samples = self.epoch + 1, 0
             if (finished + 1) % freq == 0 or self.epoch == num_epochs:
-                self.last_checkpoint = self.save(ckpt.checkpoint_name(finished)) or self.last_checkpoint
+                self.last_checkpoint = self.save(ckpt.checkpoint_name(finished, self.stage)) or self.last_checkpoint
         self.logger.note(f"training finished: {num_epochs} epochs, {self.iteration} iterations")
         return TrainResult(self.log_dir, self.epoch, self.iteration, self.last_checkpoint, None, epoch_losses)
 
@@ -388,9 +450,14 @@ class Trainer:
         if self.resuming:
             self.logger.note(f"resumed from {self.checkpoint_source} at epoch {self.epoch} "
                              f"({self.epoch_samples} samples into it), iteration {self.iteration}")
+        elif self.kind == "published":
+            self.logger.note(f"continuing the published training run {self.checkpoint_source} after its epoch "
+                             f"{self.epoch - 1}: its Adam states, the learning rate the schedule has at epoch "
+                             f"{self.epoch} (the published loop re-ran the saved epoch; this run does not)")
         elif self.checkpoint_source:
-            self.logger.note(f"weights from {self.checkpoint_source} (no training state in it: fine-tuning "
-                             "from epoch 0 with fresh optimisers)")
+            what = ("a model of the first stage: training " + self.stage) if self.stage != "train" else \
+                "no training state in it: fine-tuning"
+            self.logger.note(f"weights from {self.checkpoint_source} ({what} from epoch 0 with fresh optimisers)")
         if self.epoch >= num_epochs:
             self.logger.note(f"nothing to do: the checkpoint is at epoch {self.epoch} and num_epochs is "
                              f"{num_epochs}; raise train_params.num_epochs to train further")
@@ -410,7 +477,7 @@ class Trainer:
 
 
 def train(config, dataset, log_dir, parallel=None, checkpoint=None, seed=None, progress=None,
-          stop_at_iteration=None, callback=None):
+          stop_at_iteration=None, callback=None, stage="train"):
     """Train on ``dataset`` (items as frames_dataset.FramesDataset gives them) into ``log_dir``.
 
     config: a validated config (configuration.load_config). parallel: this process's place in the
@@ -423,7 +490,8 @@ def train(config, dataset, log_dir, parallel=None, checkpoint=None, seed=None, p
     parallel = parallel or Parallel()
     if parallel.is_main:
         os.makedirs(log_dir, exist_ok=True)
-    trainer = Trainer(config, dataset, log_dir, parallel, checkpoint=checkpoint, seed=seed, progress=progress)
+    trainer = Trainer(config, dataset, log_dir, parallel, checkpoint=checkpoint, seed=seed, progress=progress,
+                      stage=stage)
     try:
         with StopRequests() as stop:
             return trainer.run(stop, stop_at_iteration=stop_at_iteration, callback=callback)
@@ -439,7 +507,8 @@ def add_cli_arguments(parser):
 
 
 def choose_log_dir(args, parallel, resuming):
-    """Resuming one of our checkpoints continues in its folder (as FOMM does); anything else gets a new one."""
+    """Resuming a training checkpoint (ours, or a published run's) continues in its folder, as FOMM
+    does, and so does a second stage on top of a first; anything else gets a new folder."""
     folder = None
     if parallel.is_main:
         if resuming:
@@ -461,7 +530,13 @@ def run(config, args, parallel=None):
     ok = False
     try:
         # A checkpoint that cannot be read is reported before the dataset is looked at.
-        resuming = bool(args.checkpoint) and ckpt.is_training_checkpoint(args.checkpoint)
+        stage = args.mode
+        method = methods.get(config["model_params"]["method"])
+        stage_section(method, stage)
+        resuming = False
+        if args.checkpoint:
+            kind = ckpt.training_kind(ckpt.peek_checkpoint(args.checkpoint), stage, published_optimizers(method, stage))
+            resuming = kind in ("resume", "published") or stage != "train"
         # The main process validates the dataset once; the others wait for its verdict rather than
         # each checking every frame (or hanging in a collective if only the main process failed).
         problem, dataset = None, None
@@ -479,7 +554,7 @@ def run(config, args, parallel=None):
         if parallel.is_main:
             log.info("log folder: %s", log_dir)
         result = train(config, dataset, log_dir, parallel=parallel, checkpoint=args.checkpoint, seed=args.seed,
-                       progress=None)
+                       progress=None, stage=stage)
         ok = True
     finally:
         if own:

@@ -93,6 +93,11 @@ class FommFamily:
     checkpoint_networks = ("kp_detector", "generator", "discriminator")
     # Under DDP on CUDA these networks get batch statistics over all GPUs (SyncBatchNorm).
     sync_batchnorm = ("kp_detector", "generator")
+    # A published checkpoint whose discriminator does not fit the config (e.g. spectral norm on/off)
+    # still fine-tunes: the published code trained a fresh discriminator then; this says so.
+    optional_networks = ("discriminator",)
+    # What the published training loop saved besides the networks (to continue such a run).
+    published_optimizers = {"train": ("optimizer_generator", "optimizer_kp_detector", "optimizer_discriminator")}
 
     def __init__(self, name, keypoint_mode):
         self.name = name

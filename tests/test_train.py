@@ -57,7 +57,7 @@ def test_short_run_writes_checkpoints_pictures_and_logs(pairs, tmp_path):
         assert key in data, key
     assert data["epoch"] == 1
     assert data["train_state"] == {"epoch": 2, "epoch_samples": 0, "iteration": 2, "seed": 3, "world_size": 1,
-                                   "batch_size": 2}
+                                   "batch_size": 2, "stage": "train"}
     assert data["config"] == config
     # Milestone at epoch 1: learning rate ×0.1 after it.
     assert data["optimizer_generator"]["param_groups"][0]["lr"] == pytest.approx(2e-5)

@@ -1,5 +1,12 @@
 """Facial prior keypoints for the inputs of animation: from kpmaker's files when present, else measured
-with dlib on the spot (SPEC §2), never silently replaced by the fallback template."""
+with dlib on the spot (SPEC §2), never silently replaced by the fallback template.
+
+Published keypoint files (``keypoint_folder/<clip>.pt``) are never read directly and never ignored:
+a clip without a kpmaker file while such files lie near the keypoint folder is an error that names
+them and the import command (``kpmaker.py --import-published``). Imported files hold one prior per
+clip and no landmarks: they serve ``prior_mode: first_frame`` and are refused for ``per_frame``.
+"""
+import os
 
 import numpy as np
 import torch
@@ -81,25 +88,56 @@ class PriorTrack:
 class PriorSource:
     """Prior tracks of a dataset's clips: kpmaker's files (<keypoint_dir>/<clip>.npz) when present, else
     dlib now. ``mode``: 'first_frame' (the reference frame's prior for every frame, as published) or
-    'per_frame'; ``strict``: no face is an error instead of the fallback template."""
+    'per_frame'; ``strict``: no face is an error instead of the fallback template; ``prior_frame``:
+    'first' (the clip's first file) or 'lexicographic_first' (the published kpmaker's frame), the
+    reference frame of a first_frame track."""
 
-    def __init__(self, keypoint_dir, frame_size, mode="first_frame", strict=False, landmarker=None):
+    def __init__(self, keypoint_dir, frame_size, mode="first_frame", strict=False, landmarker=None,
+                 prior_frame="first"):
         self.keypoint_dir = keypoint_dir
         self.frame_size = tuple(frame_size)
         self.mode = mode
         self.strict = strict
+        self.prior_frame = prior_frame
         self.landmarker = landmarker or LazyLandmarker()
 
-    def track(self, clip, files, original_size, reference=0):
-        """PriorTrack of a clip whose frames are ``files`` of (H, W) ``original_size``."""
-        from frames_dataset import read_clip_prior
-        from kpmaker import keypoint_path
+    @classmethod
+    def from_config(cls, dataset_params, landmarker=None):
+        """From a validated ``dataset_params`` (every key present: the config is the one source of defaults)."""
+        keypoint_dir = dataset_params["keypoint_dir"] or os.path.join(dataset_params["root_dir"], "keypoints")
+        return cls(keypoint_dir, dataset_params["frame_shape"][:2], dataset_params["prior_mode"],
+                   dataset_params["strict_prior"], landmarker, dataset_params["prior_frame"])
 
+    def track(self, clip, files, original_size, reference=None):
+        """PriorTrack of a clip whose frames are ``files`` (in reading order) of (H, W) ``original_size``.
+
+        ``reference``: index of the first_frame prior's frame; None → the source's ``prior_frame``.
+        """
+        from frame_io import prior_reference
+        from frames_dataset import no_landmarks_message, read_clip_prior
+        from kpmaker import KeypointError, keypoint_path, load_keypoints, published_files_hint
+
+        files = list(files)
+        if reference is None:
+            reference = prior_reference([f.name for f in files], self.prior_frame)
         stored = found = None
-        if self.keypoint_dir and keypoint_path(self.keypoint_dir, clip).is_file():
-            # frames_dataset checks the file against the clip's frames and applies strict mode.
-            prior, found = read_clip_prior(self.keypoint_dir, clip, "per_frame", [f.name for f in files], False)
+        path = keypoint_path(self.keypoint_dir, clip) if self.keypoint_dir else None
+        if path is not None and path.is_file():
+            try:
+                has_landmarks = load_keypoints(path)["has_landmarks"]
+            except KeypointError as error:
+                raise PriorError(str(error)) from None
+            if self.mode == "per_frame" and not has_landmarks:
+                raise PriorError(no_landmarks_message(path))
+            # frames_dataset checks the file against the clip's frames; strict mode is applied below. A file
+            # without landmarks holds one prior, the same for every frame.
+            prior, found = read_clip_prior(self.keypoint_dir, clip, "per_frame" if has_landmarks else "first_frame",
+                                           [f.name for f in files], False)
             stored = scale_prior(prior, original_size, self.frame_size)
+        elif path is not None:
+            hint = published_files_hint(self.keypoint_dir)
+            if hint:
+                raise PriorError(f"{clip}: no keypoint file {path}; {hint}")
         track = PriorTrack(clip, files, self.frame_size, self.mode, self.strict, self.landmarker, stored, reference)
         if stored is not None:
             used = [reference] if self.mode == "first_frame" else range(len(files))

@@ -2,6 +2,12 @@
 
 Shared by preprocess.py, kpmaker.py and frames_dataset.py so that all three see the same frames in
 the same order. No torch here: preprocessing workers stay light.
+
+Frame order (``dataset_params.frame_order``): 'natural' (img9 before img10, the default) or
+'lexicographic', the published reader's ``sorted(os.listdir(clip))``, in which a CASME II clip
+img46 … img100 starts at img100. The published kpmaker took its one prior from
+``os.listdir(clip)[0]``, on Windows (NTFS lists names sorted) the name that sorts first as a string:
+``prior_frame: lexicographic_first`` (:func:`prior_reference`).
 """
 import hashlib
 import os
@@ -30,11 +36,40 @@ def is_image(path):
     return not name.startswith(".") and name.lower().endswith(IMAGE_EXTENSIONS)
 
 
-def list_frames(folder):
-    """Image files directly inside ``folder``, in natural order. [] for a folder without images."""
+FRAME_ORDERS = ("natural", "lexicographic")
+PRIOR_FRAMES = ("first", "lexicographic_first")
+
+
+def sort_names(names, order="natural"):
+    """File names in ``order``: 'natural' (digit runs by value) or 'lexicographic' (plain str order)."""
+    if order == "natural":
+        return sorted(names, key=natural_key)
+    if order == "lexicographic":
+        return sorted(names)
+    raise ValueError(f"frame order must be one of {', '.join(FRAME_ORDERS)}, got {order!r}")
+
+
+def list_frames(folder, order="natural"):
+    """Image files directly inside ``folder`` in ``order`` (see :func:`sort_names`). [] for a folder without images."""
     folder = Path(folder)
     names = [entry.name for entry in os.scandir(folder) if entry.is_file() and is_image(entry.name)]
-    return [folder / name for name in sorted(names, key=natural_key)]
+    return [folder / name for name in sort_names(names, order)]
+
+
+def prior_reference(names, prior_frame="first"):
+    """Index in ``names`` (a clip's frames in reading order) of the frame a first_frame prior comes from.
+
+    'first': index 0; 'lexicographic_first': the name that sorts first as a string (the published
+    kpmaker's choice). Raises ValueError for an empty clip or an unknown choice.
+    """
+    names = [Path(str(name)).name for name in names]
+    if not names:
+        raise ValueError("a clip without frames has no reference frame")
+    if prior_frame == "first":
+        return 0
+    if prior_frame == "lexicographic_first":
+        return min(range(len(names)), key=names.__getitem__)
+    raise ValueError(f"prior frame must be one of {', '.join(PRIOR_FRAMES)}, got {prior_frame!r}")
 
 
 def frame_number(path):

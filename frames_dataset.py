@@ -15,6 +15,12 @@ prior with :func:`read_clip_prior`.
 
 Call :func:`validate_dataset` (``build_dataset`` does) before training: it checks every clip once and
 raises one DatasetError listing all problems and what to run, instead of failing mid-epoch.
+
+Published behaviours kept selectable (frame_io.py): ``frame_order: lexicographic`` reads frames in
+plain string order as the published reader did; ``prior_frame: lexicographic_first`` takes the
+first-frame prior from the name that sorts first, as the published kpmaker did. Keypoint files
+imported from the published .pt files (``kpmaker.py --import-published``) hold no landmarks: they
+serve ``prior_mode: first_frame`` and are refused for ``per_frame``.
 """
 import csv
 import os
@@ -26,8 +32,8 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from augmentation import Augmentation
-from frame_io import FrameError, check_image, clip_folders, image_size, list_frames, read_rgb
-from kpmaker import KeypointError, keypoint_path, load_keypoints
+from frame_io import FrameError, check_image, clip_folders, image_size, list_frames, prior_reference, read_rgb
+from kpmaker import KeypointError, keypoint_path, load_keypoints, published_files_hint
 from errors import InputError
 
 PRIOR_MODES = ("first_frame", "per_frame")
@@ -40,18 +46,19 @@ class DatasetError(InputError, RuntimeError):
 
 # --------------------------------------------------------------------------- reading one clip
 
-def iter_clip_frames(folder, channels=3):
-    """Yield (frame name, (H, W, C) uint8) for every frame of a clip folder, in natural order, one at a time.
+def iter_clip_frames(folder, channels=3, order="natural"):
+    """Yield (frame name, (H, W, C) uint8) for every frame of a clip folder in ``order``
+    ('natural' | 'lexicographic'), one at a time.
 
     Gray/RGBA/palette frames come out RGB (``channels=1``: luma). Raises DatasetError naming a bad file.
     """
-    for path in list_frames(folder):
+    for path in list_frames(folder, order):
         yield path.name, _read_frame(path, channels)
 
 
-def read_clip(folder, channels=3):
-    """A whole clip as (T, H, W, C) uint8, natural order. Prefer iter_clip_frames for long clips."""
-    frames = [frame for _, frame in iter_clip_frames(folder, channels)]
+def read_clip(folder, channels=3, order="natural"):
+    """A whole clip as (T, H, W, C) uint8 in ``order``. Prefer iter_clip_frames for long clips."""
+    frames = [frame for _, frame in iter_clip_frames(folder, channels, order)]
     if not frames:
         raise DatasetError(f"{folder}: no frames; remove the folder or re-run preprocess.py")
     _check_same_size(frames, folder)
@@ -75,12 +82,16 @@ def _check_same_size(frames, folder):
         raise DatasetError(f"{folder}: frames of mixed sizes {sorted(sizes)}; re-run preprocess.py for this clip")
 
 
-def read_clip_prior(keypoint_dir, clip, mode="first_frame", frame_names=None, strict=False):
-    """Prior keypoints of a clip from its kpmaker file. Returns (prior (T, 18, 2) float32 pixels, found (T,) bool).
+def read_clip_prior(keypoint_dir, clip, mode="first_frame", frame_names=None, strict=False, prior_frame="first"):
+    """Prior keypoints of a clip from its kpmaker file. Returns (prior (T, 18, 2) float32 pixels, found (T,) bool),
+    in the order of ``frame_names`` (the file's own order when None).
 
-    ``mode`` 'first_frame' repeats frame 0's prior for every frame (the paper); 'per_frame' keeps each
-    frame's own. ``frame_names``: the clip's frames now (checked against the file: a clip changed since
-    kpmaker ran is an error). ``strict``: a used prior that is the no-face fallback is an error.
+    ``mode`` 'first_frame' repeats the reference frame's prior for every frame (the paper; the reference is
+    ``prior_frame``: 'first' of ``frame_names`` or 'lexicographic_first', see frame_io.prior_reference);
+    'per_frame' keeps each frame's own (refused for a file without landmarks, i.e. imported from the
+    published .pt files). ``frame_names``: the clip's frames now, in reading order (checked against the
+    file: a clip changed since kpmaker ran is an error). ``strict``: a used prior that is the no-face
+    fallback is an error.
     """
     if mode not in PRIOR_MODES:
         raise ValueError(f"prior mode must be one of {PRIOR_MODES}, got {mode!r}")
@@ -89,17 +100,37 @@ def read_clip_prior(keypoint_dir, clip, mode="first_frame", frame_names=None, st
         data = load_keypoints(path)
     except KeypointError as error:
         raise DatasetError(str(error)) from None
-    if frame_names is not None and [os.path.basename(str(n)) for n in frame_names] != data["frames"]:
+    if mode == "per_frame" and not data["has_landmarks"]:
+        raise DatasetError(no_landmarks_message(path))
+    names = data["frames"] if frame_names is None else [os.path.basename(str(n)) for n in frame_names]
+    if sorted(names) != sorted(data["frames"]):
         raise DatasetError(f"{path}: made for other frames than {clip} now has ({len(data['frames'])} vs "
-                           f"{len(frame_names)}); re-run kpmaker.py")
-    prior, found = np.asarray(data["prior"], np.float32), np.asarray(data["found"], bool)
+                           f"{len(names)}); re-run kpmaker.py")
+    # The file lists frames in natural order; the reader's order may differ (frame_order).
+    position = {name: i for i, name in enumerate(data["frames"])}
+    order = [position[name] for name in names]
+    prior, found = np.asarray(data["prior"], np.float32)[order], np.asarray(data["found"], bool)[order]
     if mode == "first_frame":
-        prior, found = np.repeat(prior[:1], len(prior), axis=0), np.repeat(found[:1], len(found))
+        ref = prior_reference(names, prior_frame)
+        prior, found = np.repeat(prior[ref:ref + 1], len(prior), axis=0), np.repeat(found[ref:ref + 1], len(found))
     if strict and not found.all():
-        missing = [name for name, f in zip(data["frames"], found) if not f]
+        missing = [name for name, f in zip(names, found) if not f]
         raise DatasetError(f"{clip}: no face in {', '.join(missing[:3])}{' …' if len(missing) > 3 else ''} and "
                            "strict_prior is on; fix the frames or turn strict_prior off (fallback template)")
     return prior, found
+
+
+def no_landmarks_message(path):
+    return (f"{path}: imported from the published .pt files (one prior per clip, no landmarks), so it serves "
+            "prior_mode: first_frame only; set prior_mode: first_frame, or run python kpmaker.py without "
+            "--import-published to measure every frame")
+
+
+def missing_keypoints_message(keypoint_dir, clips, root):
+    """The "no keypoint file" line: the clips, published .pt files seen nearby, the command to run."""
+    line = f"no keypoint file in {keypoint_dir} for {len(clips)} clip(s): {_listing(clips)}"
+    hint = published_files_hint(keypoint_dir, root)
+    return line + (f"; {hint}" if hint else "")
 
 
 def to_tensor(frames):
@@ -119,12 +150,13 @@ class FramesDataset(Dataset):
     augmentation_params: see augmentation.Augmentation (train only); keypoint_dir: kpmaker output
     (None → <root_dir>/keypoints); prior_mode: 'first_frame' | 'per_frame'; strict_prior: a no-face
     fallback prior is an error; use_prior: False for the learned-keypoint baseline (no keypoint files
-    needed, no prior in the samples).
+    needed, no prior in the samples); frame_order: 'natural' | 'lexicographic' (published);
+    prior_frame: 'first' | 'lexicographic_first' (published), the frame of a first_frame prior.
     """
 
     def __init__(self, root_dir, frame_shape=(256, 256, 3), id_sampling=False, is_train=True, random_seed=0,
                  pairs_list=None, augmentation_params=None, keypoint_dir=None, prior_mode="first_frame",
-                 strict_prior=False, use_prior=True):
+                 strict_prior=False, use_prior=True, frame_order="natural", prior_frame="first"):
         if prior_mode not in PRIOR_MODES:
             raise DatasetError(f"prior_mode must be one of {', '.join(PRIOR_MODES)}, got {prior_mode!r}")
         self.root_dir = Path(root_dir)
@@ -135,9 +167,10 @@ class FramesDataset(Dataset):
         self.prior_mode = prior_mode
         self.strict_prior = strict_prior
         self.use_prior = use_prior
+        self.frame_order, self.prior_frame = frame_order, prior_frame
         self.keypoint_dir = Path(keypoint_dir) if keypoint_dir else self.root_dir / "keypoints"
         self.folders = _split_folders(self.root_dir, is_train, random_seed)
-        self.frames = {name: list_frames(folder) for name, folder in self.folders.items()}
+        self.frames = {name: list_frames(folder, frame_order) for name, folder in self.folders.items()}
         self._check_not_empty()
         self.videos = sorted({_identity(n) for n in self.folders}) if id_sampling else list(self.folders)
         self.priors = self._load_priors() if use_prior else {}
@@ -179,7 +212,7 @@ class FramesDataset(Dataset):
         return sample
 
     def clip_frames(self, name):
-        """Lazily (frame name, (H, W, C) uint8) of clip ``name``, natural order."""
+        """Lazily (frame name, (H, W, C) uint8) of clip ``name``, in the dataset's frame_order."""
         if name not in self.frames:
             split = "train" if self.is_train else "test"
             raise DatasetError(f"no clip '{name}' in the {split} split of {self.root_dir}")
@@ -211,12 +244,12 @@ class FramesDataset(Dataset):
                 missing.append(name)
                 continue
             try:
-                priors[name] = read_clip_prior(self.keypoint_dir, name, self.prior_mode, paths, self.strict_prior)
+                priors[name] = read_clip_prior(self.keypoint_dir, name, self.prior_mode, paths, self.strict_prior,
+                                               self.prior_frame)
             except DatasetError as error:
                 problems.append(str(error))
         if missing or problems:
-            lines = [f"no keypoint file in {self.keypoint_dir} for {len(missing)} clip(s): {_listing(missing)}"] \
-                if missing else []
+            lines = [missing_keypoints_message(self.keypoint_dir, missing, self.root_dir)] if missing else []
             lines += problems[:10] + ([f"… and {len(problems) - 10} more"] if len(problems) > 10 else [])
             raise DatasetError("the dataset's prior keypoints are not usable:\n  " + "\n  ".join(lines) +
                                f"\nrun: python kpmaker.py --root {self.root_dir} --out {self.keypoint_dir}")
@@ -311,22 +344,24 @@ class PairedDataset(Dataset):
 # --------------------------------------------------------------------------- validation
 
 def validate_dataset(root_dir, frame_shape, keypoint_dir=None, splits=("train",), use_prior=True,
-                     prior_mode="first_frame", strict_prior=False, check_pixels=True):
+                     prior_mode="first_frame", strict_prior=False, check_pixels=True, prior_frame="first",
+                     frame_order="natural"):
     """Check the dataset once before training; raise one DatasetError listing every problem.
 
     Checks: clip folders exist; no empty clip; every frame readable (``check_pixels``: structure and
     checksums, not just the header) and of size frame_shape[:2]; a kpmaker file per clip that lists
-    exactly the clip's frames; with ``strict_prior``, a face wherever the prior is taken from.
+    exactly the clip's frames (with landmarks for ``per_frame``); with ``strict_prior``, a face wherever
+    the prior is taken from (``prior_frame`` of the clip in ``frame_order`` for ``first_frame``).
     Returns {'clips': n, 'frames': n, 'fallback_frames': n} and warns about fallback priors.
     """
     root = Path(root_dir)
     keypoint_dir = Path(keypoint_dir) if keypoint_dir else root / "keypoints"
-    problems = {key: [] for key in ("empty", "unreadable", "size", "keypoints", "stale", "strict")}
+    problems = {key: [] for key in ("empty", "unreadable", "size", "keypoints", "stale", "no_landmarks", "strict")}
     counts = {"clips": 0, "frames": 0, "fallback_frames": 0}
     fallback_clips = []
     split_dirs = _validation_folders(root, splits)
     for name, folder in split_dirs.items():
-        frames = list_frames(folder)
+        frames = list_frames(folder, frame_order)
         counts["clips"] += 1
         counts["frames"] += len(frames)
         if not frames:
@@ -334,7 +369,7 @@ def validate_dataset(root_dir, frame_shape, keypoint_dir=None, splits=("train",)
             continue
         _check_frames(frames, tuple(frame_shape[:2]), problems, check_image if check_pixels else image_size)
         if use_prior:
-            fallback = _check_keypoints(keypoint_dir, name, frames, prior_mode, strict_prior, problems)
+            fallback = _check_keypoints(keypoint_dir, name, frames, prior_mode, strict_prior, problems, prior_frame)
             counts["fallback_frames"] += fallback
             if fallback:
                 fallback_clips.append(name)
@@ -380,8 +415,8 @@ def _check_frames(frames, size, problems, check):
         problems["size"].append(f"{frames[0].parent} ({shown})")
 
 
-def _check_keypoints(keypoint_dir, name, frames, prior_mode, strict, problems):
-    """Appends to problems; returns the number of fallback frames this clip contributes."""
+def _check_keypoints(keypoint_dir, name, frames, prior_mode, strict, problems, prior_frame="first"):
+    """Appends to problems; returns the number of fallback frames this clip contributes. ``frames`` in reading order."""
     path = keypoint_path(keypoint_dir, name)
     if not path.is_file():
         problems["keypoints"].append(name)
@@ -391,13 +426,21 @@ def _check_keypoints(keypoint_dir, name, frames, prior_mode, strict, problems):
     except KeypointError as error:
         problems["stale"].append(str(error).split(";")[0])
         return 0
-    if data["frames"] != [p.name for p in frames]:
+    if sorted(data["frames"]) != sorted(p.name for p in frames):
         problems["stale"].append(f"{name} ({len(data['frames'])} frames in {path.name}, {len(frames)} in the folder)")
         return 0
-    found = np.asarray(data["found"], bool)
-    used = found[:1] if prior_mode == "first_frame" else found
+    if prior_mode == "per_frame" and not data["has_landmarks"]:
+        problems["no_landmarks"].append(name)
+        return 0
+    found_of = dict(zip(data["frames"], np.asarray(data["found"], bool)))
+    found = np.array([found_of[p.name] for p in frames], bool)
+    if prior_mode == "first_frame":
+        ref = prior_reference([p.name for p in frames], prior_frame)
+        used = found[ref:ref + 1]
+    else:
+        used = found
     if strict and not used.all():
-        missing = [n for n, f in zip(data["frames"], found) if not f]
+        missing = [p.name for p, f in zip(frames, found) if not f]
         problems["strict"].append(f"{name} ({', '.join(missing[:3])}{' …' if len(missing) > 3 else ''})")
     return int((~used).sum())
 
@@ -409,8 +452,11 @@ def _validation_message(problems, root, keypoint_dir, frame_shape):
         "unreadable": ("unreadable frames", "delete those clip folders and re-run preprocess.py, then kpmaker.py"),
         "size": (f"clips whose frames are not {frame_shape[0]}×{frame_shape[1]} (H×W) or of mixed sizes",
                  f"re-run preprocess.py --size {frame_shape[0]} (or change dataset_params.frame_shape)"),
-        "keypoints": (f"clips without a keypoint file in {keypoint_dir}", f"run: {kpmaker}"),
+        "keypoints": (f"clips without a keypoint file in {keypoint_dir}",
+                      published_files_hint(keypoint_dir, root) or f"run: {kpmaker}"),
         "stale": ("keypoint files that do not match their clip's frames", f"run: {kpmaker}"),
+        "no_landmarks": ("keypoint files imported from the published .pt files (no landmarks) while prior_mode is "
+                         "per_frame", f"set prior_mode: first_frame, or run: {kpmaker}"),
         "strict": ("clips whose prior comes from a frame without a face (strict_prior is on)",
                    "fix or drop those frames, or set strict_prior: False to use the fallback template"),
     }
@@ -431,23 +477,24 @@ def _listing(items, limit=8):
 def build_dataset(config, is_train=True, validate=True):
     """FramesDataset from a loaded config (configuration.load_config), checked by validate_dataset first.
 
-    The prior is read when the model uses it (keypoint_mode 'prior', or num_kp 18 by default).
+    The prior is read when the config's method uses it (methods.py: the spec's ``uses_prior``).
     """
-    from modules.keypoint_detector import resolve_keypoint_mode
+    import methods
 
+    # A validated config holds every key (configuration.py is the one place of the defaults).
     params = config["dataset_params"]
-    common = config["model_params"]["common_params"]
-    use_prior = resolve_keypoint_mode(common["num_kp"], common.get("keypoint_mode")) == "prior"
+    use_prior = methods.get(config["model_params"]["method"]).uses_prior
     if validate and (Path(params["root_dir"]) / ("train" if is_train else "test")).is_dir():
-        validate_dataset(params["root_dir"], params["frame_shape"], params.get("keypoint_dir"),
+        validate_dataset(params["root_dir"], params["frame_shape"], params["keypoint_dir"],
                          splits=("train" if is_train else "test",), use_prior=use_prior,
-                         prior_mode=params.get("prior_mode", "first_frame"),
-                         strict_prior=params.get("strict_prior", False))
+                         prior_mode=params["prior_mode"], strict_prior=params["strict_prior"],
+                         prior_frame=params["prior_frame"], frame_order=params["frame_order"])
     return FramesDataset(root_dir=params["root_dir"], frame_shape=params["frame_shape"],
-                         id_sampling=params.get("id_sampling", False), is_train=is_train,
-                         pairs_list=params.get("pairs_list"), augmentation_params=params.get("augmentation_params"),
-                         keypoint_dir=params.get("keypoint_dir"), prior_mode=params.get("prior_mode", "first_frame"),
-                         strict_prior=params.get("strict_prior", False), use_prior=use_prior)
+                         id_sampling=params["id_sampling"], is_train=is_train,
+                         pairs_list=params["pairs_list"], augmentation_params=params["augmentation_params"],
+                         keypoint_dir=params["keypoint_dir"], prior_mode=params["prior_mode"],
+                         strict_prior=params["strict_prior"], use_prior=use_prior,
+                         frame_order=params["frame_order"], prior_frame=params["prior_frame"])
 
 
 def make_train_loader(dataset, batch_size, num_repeats=1, num_workers=0, sampler=None, generator=None):

@@ -16,6 +16,18 @@ clip name, holding:
 Frames without a face get the published fallback template (scaled to the frame), are counted, warned
 about and listed in <out>/fallback_report.csv; --strict makes them an error instead. A re-run
 recomputes only clips whose frames (or the model) changed.
+
+    python kpmaker.py --root data/NAME --import-published keypoint_folder/ [--published-size 256]
+
+converts the published kpmaker's output instead: it wrote ``keypoint_folder/<clip>.pt``, one bare
+float32 (18, 2) tensor per clip in pixels (x, y) of the 256 frame, from one frame of the clip
+(``os.listdir(clip)[0]``), and its dataset found a clip's file by substring match (EP01_01 took
+EP01_01f's). Here each clip takes the file named exactly after it (or, failing that, the one
+whose name differs only in case: the published code ran on Windows); clips with none or several
+are listed and nothing is written. The imported file has every frame's prior equal to that one
+prior, ``found`` False where it is the published no-face template, no ``landmarks`` and
+``has_landmarks`` False: valid for ``prior_mode: first_frame``, refused for ``per_frame``.
+A later plain kpmaker run replaces imported files with measured ones (their model differs).
 """
 import argparse
 import csv
@@ -34,6 +46,9 @@ from errors import InputError
 SPLITS = ("train", "test")
 FORMAT_VERSION = 1
 REPORT_NAME = "fallback_report.csv"
+PUBLISHED_FOLDER = "keypoint_folder"   # where the published kpmaker wrote its .pt files (cwd-relative)
+PUBLISHED_SIZE = 256                   # the published .pt files are pixels of the 256×256 frame
+IMPORT_MODEL = f"published-import:v{FORMAT_VERSION}"
 
 
 class KeypointError(InputError, RuntimeError):
@@ -55,7 +70,11 @@ def model_id(predictor_path, upsample):
 
 
 def load_keypoints(path):
-    """A kpmaker file as a dict of numpy arrays (frames as a list of str). Raises KeypointError."""
+    """A kpmaker file as a dict of numpy arrays (frames as a list of str). Raises KeypointError.
+
+    ``has_landmarks`` (bool) is False for files imported from the published kpmaker; their
+    ``landmarks`` is None.
+    """
     try:
         with np.load(path, allow_pickle=False) as data:
             arrays = {key: data[key] for key in data.files}
@@ -63,10 +82,18 @@ def load_keypoints(path):
         raise KeypointError(f"{path}: keypoint file missing; run kpmaker.py") from None
     except (OSError, ValueError, EOFError) as error:
         raise KeypointError(f"{path}: unreadable keypoint file ({error}); delete it and re-run kpmaker.py") from None
-    missing = {"frames", "landmarks", "prior", "found"} - set(arrays)
+    has_landmarks = bool(arrays.get("has_landmarks", True))
+    missing = {"frames", "prior", "found"} - set(arrays) | ({"landmarks"} - set(arrays) if has_landmarks else set())
     if missing:
         raise KeypointError(f"{path}: not a kpmaker file (no {', '.join(sorted(missing))}); re-run kpmaker.py")
     arrays["frames"] = [str(name) for name in arrays["frames"]]
+    count = len(arrays["frames"])
+    if arrays["prior"].shape != (count, 18, 2) or arrays["found"].shape != (count,):
+        raise KeypointError(f"{path}: prior {arrays['prior'].shape} / found {arrays['found'].shape} do not fit its "
+                            f"{count} frames; delete it and re-run kpmaker.py")
+    arrays["has_landmarks"] = has_landmarks
+    if not has_landmarks:
+        arrays["landmarks"] = None
     return arrays
 
 
@@ -226,6 +253,143 @@ def run_jobs(jobs, predictor, upsample, workers):
     return run_in_workers(jobs, _work, _init_worker, (predictor, upsample), workers, "kpmaker")
 
 
+# --------------------------------------------------------------------------- published .pt files
+
+def published_folders(keypoint_dir):
+    """Folders where published .pt keypoint files may sit for a dataset whose kpmaker folder is
+    ``keypoint_dir``: that folder, <its parent>/keypoint_folder and ./keypoint_folder (the published
+    location). Existing ones only, without duplicates."""
+    keypoint_dir = Path(keypoint_dir)
+    seen, folders = set(), []
+    for folder in (keypoint_dir, keypoint_dir.parent / PUBLISHED_FOLDER, Path(PUBLISHED_FOLDER)):
+        if folder.is_dir() and folder.resolve() not in seen:
+            seen.add(folder.resolve())
+            folders.append(folder)
+    return folders
+
+
+def published_files_hint(keypoint_dir, root=None):
+    """'' or one sentence naming the published .pt files found near ``keypoint_dir`` and the import
+    command; the dataset and animation add it to their "no keypoint file" errors."""
+    root = Path(root) if root is not None else Path(keypoint_dir).parent
+    parts = []
+    for folder in published_folders(keypoint_dir):
+        names = sorted(p.name for p in folder.glob("*.pt"))
+        if names:
+            shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+            parts.append(f"published keypoint files (.pt) in {folder}: {shown}; they are not read directly, convert "
+                         f"them: python kpmaker.py --root {root} --import-published {folder}")
+    return "; ".join(parts)
+
+
+def read_published_prior(path):
+    """One published keypoint file: a bare float32 (18, 2) tensor, pixels (x, y). → (18, 2) float32 array.
+
+    Loaded with ``weights_only=True`` (no code runs). Raises KeypointError (one line naming the file).
+    """
+    import torch
+
+    try:
+        value = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # noqa: BLE001 - zip, pickle and I/O errors of torch.load have no common base
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise KeypointError(f"{path}: not a loadable tensor file ({reason[:120]}); re-make it with the published "
+                            "kpmaker or run kpmaker.py without --import-published") from None
+    if not isinstance(value, torch.Tensor):
+        raise KeypointError(f"{path}: holds a {type(value).__name__}, not the published bare (18, 2) tensor")
+    if tuple(value.shape) != (18, 2):
+        raise KeypointError(f"{path}: tensor of shape {tuple(value.shape)}, the published files hold (18, 2)")
+    if value.dtype != torch.float32:
+        raise KeypointError(f"{path}: tensor of dtype {value.dtype}, the published files hold float32")
+    if not bool(torch.isfinite(value).all()):
+        raise KeypointError(f"{path}: holds NaN or infinite values; re-make this file")
+    return value.detach().numpy().copy()
+
+
+def match_published(clips, files):
+    """Each clip's published file. clips: [names]; files: [paths]. → (matches {clip: path},
+    problems [one line per clip that matched none or several files])."""
+    by_stem = {Path(f).stem: Path(f) for f in files}
+    matches, problems = {}, []
+    for clip in clips:
+        if clip in by_stem:
+            matches[clip] = by_stem[clip]
+            continue
+        folded = [path for stem, path in by_stem.items() if stem.lower() == clip.lower()]
+        if len(folded) == 1:
+            matches[clip] = folded[0]
+        elif folded:
+            problems.append(f"{clip}: several files differ only in case ({', '.join(sorted(p.name for p in folded))})")
+        else:
+            substring = sorted(p.name for stem, p in by_stem.items() if clip in stem)
+            note = f" (the published substring match would have taken {', '.join(substring)})" if substring else ""
+            problems.append(f"{clip}: no {clip}.pt{note}")
+    return matches, problems
+
+
+def imported_arrays(prior, frame_names, frame_size, published_size=PUBLISHED_SIZE):
+    """The file's arrays for one clip from its published prior ((18, 2) pixels of a ``published_size``
+    square frame): the prior scaled to (H, W) ``frame_size`` for every frame, no landmarks."""
+    from clip_priors import scale_prior
+    from modules.facial_prior import fallback_prior
+
+    # The published kpmaker wrote its no-face template; such a file carries no measured face.
+    found = not np.allclose(prior, fallback_prior((published_size, published_size)).numpy(), atol=1e-3)
+    scaled = scale_prior(prior, (published_size, published_size), frame_size)
+    count = len(frame_names)
+    return {"frames": np.array([Path(name).name for name in frame_names]),
+            "prior": np.repeat(scaled[None], count, axis=0).astype(np.float32),
+            "found": np.full(count, found, dtype=bool), "frame_size": np.array(frame_size, dtype=np.int64),
+            "has_landmarks": np.array(False)}
+
+
+def import_published(root, folder, out, splits=SPLITS, published_size=PUBLISHED_SIZE):
+    """Convert a published keypoint folder into this project's files (one per clip under <root>/<split>).
+
+    All or nothing: a clip without exactly one file, or a bad file, stops with every problem listed
+    before anything is written. Returns {clip: source file name}. Raises KeypointError.
+    """
+    from frame_io import image_size
+
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise KeypointError(f"--import-published {folder}: no such folder")
+    files = sorted(folder.glob("*.pt"))
+    if not files:
+        raise KeypointError(f"--import-published {folder}: no .pt files in it (the published kpmaker writes "
+                            "keypoint_folder/<clip>.pt)")
+    jobs = find_jobs(root, out, splits)
+    matches, problems = match_published([job.name for job in jobs], files)
+    priors = {}
+    for path in sorted(set(matches.values())):
+        try:
+            priors[path] = read_published_prior(path)
+        except KeypointError as error:
+            problems.append(str(error))
+    planned = []
+    for job in jobs:
+        frames = list_frames(job.folder)
+        if not frames:
+            problems.append(f"{job.folder}: no image frames")
+        elif job.name in matches and matches[job.name] in priors:
+            try:
+                planned.append((job, frames, image_size(frames[0])))
+            except FrameError as error:
+                problems.append(str(error))
+    if problems:
+        shown = "\n  ".join(problems[:20] + ([f"… and {len(problems) - 20} more"] if len(problems) > 20 else []))
+        raise KeypointError(f"cannot import {folder} ({len(problems)} problem(s)); nothing written:\n  {shown}\n"
+                            "rename the .pt files to the clip folder names (or use --splits), then run again")
+    Path(out).mkdir(parents=True, exist_ok=True)
+    for job, frames, size in planned:
+        arrays = imported_arrays(priors[matches[job.name]], frames, size, published_size)
+        write_keypoints(keypoint_path(out, job.name), arrays, frames_fingerprint(frames), IMPORT_MODEL)
+    unused = sorted(p.name for p in files if p not in set(matches.values()))
+    if unused:
+        print(f"kpmaker: {len(unused)} .pt file(s) match no clip: {', '.join(unused[:8])}", file=sys.stderr)
+    return {job.name: matches[job.name].name for job, _, _ in planned}
+
+
 # --------------------------------------------------------------------------- reporting
 
 def write_report(path, results, splits=SPLITS):
@@ -290,6 +454,11 @@ def build_parser():
     parser.add_argument("--upsample", type=int, default=1,
                         help="dlib detector upsampling (default 1, as the published code)")
     parser.add_argument("--splits", nargs="+", default=list(SPLITS), choices=SPLITS, help="splits to do (default both)")
+    parser.add_argument("--import-published", metavar="FOLDER", default=None,
+                        help="instead of running dlib, convert the published kpmaker's FOLDER/<clip>.pt files "
+                             "(one (18, 2) prior per clip; usable with prior_mode: first_frame only)")
+    parser.add_argument("--published-size", type=int, default=PUBLISHED_SIZE,
+                        help="frame size (square) the imported .pt pixels refer to (default 256, as published)")
     return parser
 
 
@@ -299,6 +468,12 @@ def run(args):
 
     if args.workers < 1:
         raise KeypointError(f"--workers {args.workers}: must be at least 1")
+    if args.import_published is not None:
+        out = Path(args.out) if args.out else default_keypoint_dir(args.root)
+        done = import_published(args.root, args.import_published, out, args.splits, args.published_size)
+        print(f"imported {len(done)} clip(s) from {args.import_published} into {out} (first-frame prior only, "
+              "no landmarks)")
+        return []
     predictor = args.predictor or default_model_path(LANDMARK_MODEL)
     if not os.path.isfile(predictor):
         raise KeypointError(f"--predictor {predictor}: file not found")

@@ -48,12 +48,20 @@ MEGC2021_CLIP_CLASSES = {
     "EP01_13": "Surprise", "EP01_01f": "Positive", "EP19_06f": "Negative",
     "s20_sur_01": "Surprise", "s3_po_05": "Positive", "s11_ne_02": "Negative",
 }
+# The organisers' template file names (MEGC2022 package; any image extension) → the names the
+# published pairs lists use (data/your_dataset_test.csv, data/megc2022_test.csv).
+MEGC_TEMPLATE_NAMES = {
+    "template_female_asian": "normalized_asianFemale",
+    "template_female_europe": "normalized_westernFemale",
+    "template_male_asian": "normalized_asianMale",
+    "template_male_europe": "normalized_westernMale",
+}
 LAYOUT_HELP = {
     "casme2": "RAW/sub01/EP02_01f/img46.jpg",
     "samm": "RAW/006/006_1_2/006_05562.jpg",
     "smic": "RAW/s1/micro/negative/s1_ne_01/image0000001.bmp",
     "folder": "RAW/<any folders>/<clip>/<frames>",
-    "megc": "PACKAGE/<any folders>/<clip>/<frames> and template faces normalized_*.jpg",
+    "megc": "PACKAGE/<any folders>/<clip>/<frames> and template faces normalized_*.jpg or Template_Female_Asian.* …",
 }
 SETTINGS_FILE = ".preprocess.json"
 PARTIAL_PREFIX = ".partial-"
@@ -139,10 +147,11 @@ def _find_megc(root):
     for folder, rel, _ in _candidate_folders(root):
         frames = list_frames(folder)
         in_face_folder = any(re.search(r"template|target", part, re.IGNORECASE) for part in rel)
-        face_frames = [f for f in frames if in_face_folder or f.stem.lower().startswith("normalized")]
+        face_frames = [f for f in frames if in_face_folder or f.stem.lower().startswith("normalized")
+                       or f.stem.lower() in MEGC_TEMPLATE_NAMES]
         for image in face_frames:
-            faces.append(RawClip(folder=folder, clip_id=image.stem, folder_name=image.stem,
-                                 frames=[image], is_face=True))
+            name = MEGC_TEMPLATE_NAMES.get(image.stem.lower(), image.stem)
+            faces.append(RawClip(folder=folder, clip_id=name, folder_name=name, frames=[image], is_face=True))
         if len(face_frames) == len(frames) and frames:
             continue
         clip_frames = [f for f in frames if f not in face_frames]

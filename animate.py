@@ -99,7 +99,7 @@ def animate_dataset(config, checkpoint_path, out_dir=None, device="cpu", precisi
     results = []
     for number, pair in enumerate(pairs, 1):
         job = session.prepare(pair.target, _target_image(test_dir, pair.target), pair.driving,
-                              list_frames(os.path.join(test_dir, pair.driving)), normalization)
+                              list_frames(os.path.join(test_dir, pair.driving), dataset["frame_order"]), normalization)
         outputs = pair_outputs(out_dir, pair.name, side_format)
         count = write_pair(session.driver, job, outputs, fps, params["strip_frames"])
         job.warn_fallbacks()

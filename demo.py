@@ -190,7 +190,7 @@ def run_demo(config, checkpoint, source_image, driving_video, result_video, crop
     reference_prior = prior(driving_framing, reference_raw, f"driving frame {reference}")
     pair = driver.start(target, driving_framing.model(reference_raw),
                         target_prior=prior(target_framing, target_raw, source_image), first_prior=reference_prior,
-                        normalization=normalization, gray=gray, clip=driving_video)
+                        normalization=normalization, gray=gray, clip=driving_video, target_name=source_image)
 
     def driving():
         for index, raw in enumerate(_frames(driving_video)):

@@ -7,7 +7,9 @@ registry spec, methods.py) has the same two calls:
     frames = driver.generate(pair, driving_frames, priors, gray)   # (B, H, W, 3) uint8 → uint8
 
 ``start`` encodes the target face once and takes what it needs of the driving clip's reference
-frame; ``generate`` turns a batch of driving frames into generated frames. Attributes:
+frame (``clip``, ``target_name``: the folder names, for drivers that read per-clip data such as AU
+tables; ``num_frames``: the clip's length); ``generate`` turns the next batch of driving frames, in
+order, into generated frames. Attributes:
 ``num_channels``, ``batch_frames`` and ``uses_prior`` (the driver needs facial-prior keypoints of the
 target and of every driving frame). :func:`stream` runs a whole clip through a driver in batches.
 
@@ -216,7 +218,7 @@ class Animator:
         return Source(x, features, kp)
 
     def start(self, target, first, target_prior=None, first_prior=None, normalization=ABSOLUTE, gray=False,
-              clip=None):
+              clip=None, target_name=None, num_frames=None):
         """The driver call: encode ``target`` (H, W, 3) uint8 once, keypoints of the driving clip's
         reference frame ``first`` for relative transfer. → FommPair."""
         source = self.encode_source(target, target_prior, gray)

@@ -18,6 +18,8 @@ its *spec*: an object that says
     animation_networks               names an animation checkpoint must hold
     training(networks, config, device)  the training step: optimisers, schedulers, phases (train.py)
     driver(networks, config, device, precision, compile, batch_frames)  the animation driver (inference.py)
+    build_dataset(config, is_train, validate)   its training data, where frames_dataset's does not do
+    stages, stage_networks, published_optimizers, optional_networks, sync_batchnorm   (optional: train.py)
 
 ``sections``, ``check`` and ``build_networks`` are all the config loader and notebooks need; the
 training and animation parts are imported only when used. A spec is given as ``"module:attribute"``

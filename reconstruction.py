@@ -58,7 +58,7 @@ def reconstruct_dataset(config, checkpoint_path, out_dir=None, device="cpu", pre
     session = Session.open(config, checkpoint_path, device, precision, compile, batch_frames, None, landmarker)
     results = []
     for number, clip in enumerate(clips, 1):
-        files = list_frames(clip)
+        files = list_frames(clip, dataset["frame_order"])
         job = session.prepare(clip.name, files[0], clip.name, files, ABSOLUTE)
         frames_writer = FrameFolderWriter(os.path.join(out_dir, clip.name))
         video_writer = VideoWriter(os.path.join(out_dir, clip.name + video_format), fps)

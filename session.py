@@ -7,7 +7,6 @@ Used by animate.py and reconstruction.py (and the same gray rule by demo.py):
     job = session.prepare(target_name, target_file, clip_name, clip_files, normalization)
     for name, driving, generated in inference.stream(session.driver, job.pair, job.driving(), job.gray): ...
 """
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,11 +26,6 @@ def decide_gray(setting, num_channels, checkpoint, target, driving_first):
     if num_channels == 1 or bool((checkpoint or {}).get("grayscale", False)):
         return True
     return inference.is_gray(target) and inference.is_gray(driving_first)
-
-
-def keypoint_dir(dataset_params):
-    """The kpmaker folder of a validated ``dataset_params``: keypoint_dir, else <root_dir>/keypoints."""
-    return dataset_params["keypoint_dir"] or os.path.join(dataset_params["root_dir"], "keypoints")
 
 
 @dataclass
@@ -75,8 +69,7 @@ class Session:
         dataset = config["dataset_params"]
         driver, checkpoint = inference.open_driver(config, checkpoint_path, device, precision, compile, batch_frames)
         frame_size = tuple(dataset["frame_shape"][:2])
-        priors = PriorSource(keypoint_dir(dataset), frame_size, dataset["prior_mode"], dataset["strict_prior"],
-                             LazyLandmarker(landmarker))
+        priors = PriorSource.from_config(dataset, LazyLandmarker(landmarker))
         return cls(driver, checkpoint, priors, frame_size, grayscale or config["animate_params"]["grayscale"])
 
     def prepare(self, target_name, target_file, clip, files, normalization=ABSOLUTE):
@@ -101,5 +94,6 @@ class Session:
             target_prior = tracks[0](0, target_raw)
             first_prior = tracks[1](0, first_raw)
         pair = self.driver.start(target, first, target_prior=target_prior, first_prior=first_prior,
-                                 normalization=normalization, gray=gray, clip=clip)
+                                 normalization=normalization, gray=gray, clip=clip, target_name=target_name,
+                                 num_frames=len(files))
         return Job(pair, target, list(files), self.frame_size, gray, tracks)

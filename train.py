@@ -539,17 +539,18 @@ def run(config, args, parallel=None):
             resuming = kind in ("resume", "published") or stage != "train"
         # The main process validates the dataset once; the others wait for its verdict rather than
         # each checking every frame (or hanging in a collective if only the main process failed).
+        build_dataset = getattr(method, "build_dataset", frames_dataset.build_dataset)
         problem, dataset = None, None
         if parallel.is_main:
             try:
-                dataset = frames_dataset.build_dataset(config, is_train=True, validate=True)
-            except frames_dataset.DatasetError as error:
+                dataset = build_dataset(config, is_train=True, validate=True)
+            except InputError as error:
                 problem = str(error)
         problem = parallel.broadcast(problem)
         if problem is not None:
             raise frames_dataset.DatasetError(problem)
         if dataset is None:
-            dataset = frames_dataset.build_dataset(config, is_train=True, validate=False)
+            dataset = build_dataset(config, is_train=True, validate=False)
         log_dir = choose_log_dir(args, parallel, resuming)
         if parallel.is_main:
             log.info("log folder: %s", log_dir)

@@ -326,8 +326,6 @@ def test_published_choices_train_pairs_follow_the_published_order(casme_clip):
         assert torch.equal(sample["driving"], frames[PUBLISHED_ORDER[j]])
 
 
-@pytest.mark.xfail(strict=True, reason="animate.py (not this change's file) lists driving frames with "
-                                       "list_frames(folder) and must pass dataset_params['frame_order']")
 def test_animation_reads_driving_frames_in_the_configured_order(casme_clip, tmp_path, monkeypatch):
     import animate
     import session

@@ -112,11 +112,13 @@ class Phase(NamedTuple):
     """One part of an optimiser step: ``losses`` {name: scalar tensor} are summed and back-propagated,
     then the optimisers named in ``optimizers`` (checkpoint keys) step. ``networks`` (names) are those
     whose gradient norms are checked and logged; ``generated`` (optional) the outputs shown in the
-    epoch's sample sheet."""
+    epoch's sample sheet; ``before_step`` (optional) runs between backward and the optimiser steps
+    (e.g. TPSMM's gradient clipping)."""
     losses: dict
     optimizers: tuple
     networks: tuple
     generated: dict = None
+    before_step: object = None
 
 
 def adam_optimizers(networks, train_params, betas=ADAM_BETAS):
@@ -354,6 +356,8 @@ class Trainer:
             sum(phase.losses.values()).backward()
             phase_norms = {f"grad_norm/{n}": gradient_norm(self.networks[n]) for n in phase.networks}
             self._check(phase_norms, "gradient norm")
+            if phase.before_step is not None:
+                phase.before_step()
             for key in phase.optimizers:
                 self.optimizers[key].step()
                 self.optimizers[key].zero_grad()

@@ -221,10 +221,11 @@ def micro_window(landmarks, found):
 def make_micro_clips(layout, plan, workers):
     """Copy each held-out clip's micro window into test/<clip>_micro and compute its keypoints."""
     from frame_io import list_frames
+    from kpmaker import keypoint_path, load_keypoints
 
     made = []
     for name, *_ in plan.test_clips:
-        record = np.load(layout.data / "keypoints" / f"{name}.npz")
+        record = load_keypoints(keypoint_path(layout.data / "keypoints", name))
         window = micro_window(record["landmarks"].astype(np.float64), record["found"].astype(bool))
         if window is None:
             log(f"{name}: no low-intensity onset window found; no micro version")

@@ -21,7 +21,7 @@ import argparse
 import contextlib
 import itertools
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -41,13 +41,21 @@ class AnimationError(InputError, RuntimeError):
     """Animation cannot go on; the message says what is wrong and what to do."""
 
 
+def _normalization_default(name):
+    # The config schema is the one source of these defaults (animate_params.normalization_params).
+    from configuration import SCHEMA
+
+    return field(default=SCHEMA["animate_params"]["normalization_params"][name].default)
+
+
 @dataclass(frozen=True)
 class Normalization:
     """How driving keypoints move the target's: relative or absolute motion, optionally scaled by the
-    ratio of the faces' convex-hull areas (``normalize_kp`` semantics, FOMM's demo)."""
-    adapt_movement_scale: bool = False
-    use_relative_movement: bool = True
-    use_relative_jacobian: bool = True
+    ratio of the faces' convex-hull areas (``normalize_kp`` semantics, FOMM's demo). The defaults are
+    the config's."""
+    adapt_movement_scale: bool = _normalization_default("adapt_movement_scale")
+    use_relative_movement: bool = _normalization_default("use_relative_movement")
+    use_relative_jacobian: bool = _normalization_default("use_relative_jacobian")
 
     @classmethod
     def from_config(cls, config):

@@ -26,8 +26,8 @@ def movement_scale(kp_source_value, kp_driving_initial_value):
     return torch.tensor(scales, dtype=kp_source_value.dtype, device=kp_source_value.device)
 
 
-def normalize_kp(kp_source, kp_driving, kp_driving_initial, adapt_movement_scale=False,
-                 use_relative_movement=False, use_relative_jacobian=False):
+def normalize_kp(kp_source, kp_driving, kp_driving_initial, adapt_movement_scale, use_relative_movement,
+                 use_relative_jacobian):
     """Keypoints that drive the target face (published ``normalize_kp`` semantics).
 
     All arguments are {'value': (B, K, 2), 'jacobian': (B, K, 2, 2)} dicts; B may be 1 for the source

@@ -6,6 +6,7 @@ heavy starts with one message naming the file and the key.
 """
 import copy
 import difflib
+import os
 
 import yaml
 from errors import InputError
@@ -235,19 +236,30 @@ def validate_config(data, where="config"):
     check = getattr(method, "check", None)
     if check is not None:
         check(config, where)
-    if config["dataset_params"]["frame_shape"][2] not in (1, 3):
-        raise ConfigError(f"{where}: 'dataset_params.frame_shape' must be [H, W, 1 or 3], "
-                          f"got {config['dataset_params']['frame_shape']}")
+    frame_shape = config["dataset_params"]["frame_shape"]
+    if len(frame_shape) != 3 or min(frame_shape[:2]) < 1 or frame_shape[2] not in (1, 3):
+        raise ConfigError(f"{where}: 'dataset_params.frame_shape' must be [height, width, channels] with "
+                          f"positive sizes and 1 or 3 channels, got {frame_shape}")
     return config
 
 
 def load_config(path):
     """Read a YAML config (safe_load), validate it, fill in defaults."""
+    if os.path.isdir(path):
+        raise ConfigError(f"{path}: is a folder, not a config file; pass a YAML file such as "
+                          "config/your_dataset_train.yaml")
     try:
-        with open(path) as handle:
+        with open(path, encoding="utf-8") as handle:
             data = yaml.safe_load(handle)
     except FileNotFoundError:
         raise ConfigError(f"{path}: config file not found") from None
+    except PermissionError:
+        raise ConfigError(f"{path}: config file cannot be read (permission denied)") from None
+    except UnicodeDecodeError as error:
+        raise ConfigError(f"{path}: not a text (UTF-8) file at byte {error.start}; a config is a YAML text "
+                          "file") from None
+    except OSError as error:
+        raise ConfigError(f"{path}: config file cannot be read ({error.strerror or error})") from None
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         line = f" at line {mark.line + 1}" if mark is not None else ""

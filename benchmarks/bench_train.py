@@ -91,8 +91,9 @@ def project_stepper(config, dataset, log_dir, clock):
     from train import Trainer
 
     trainer = Trainer(config, dataset, log_dir, Parallel())
-    generator_step, discriminator_step = trainer.generator_step, trainer.discriminator_step
-    generator_optimizer = trainer.optimizers["generator"]
+    training = trainer.training  # the FOMM family's training object (modules/training.py)
+    generator_step, discriminator_step = training.generator_step, training.discriminator_step
+    generator_optimizer = trainer.optimizers["optimizer_generator"]
     generator_update = generator_optimizer.step
 
     def timed_generator(batch):
@@ -108,13 +109,13 @@ def project_stepper(config, dataset, log_dir, clock):
         clock.mark("generator_update")
         return discriminator_step(batch, generated)
 
-    trainer.generator_step = timed_generator
-    trainer.discriminator_step = timed_discriminator
+    training.generator_step = timed_generator
+    training.discriminator_step = timed_discriminator
     generator_optimizer.step = timed_update
 
     def step(batch):
         trainer.step(batch)
-        if not trainer.use_gan:
+        if not training.use_gan:
             clock.mark("generator_update")
         clock.mark("discriminator")
     return step, trainer.loader

@@ -118,3 +118,5 @@ register("fp-fomm", "modules.method:FP_FOMM",
 register("fomm", "modules.method:FOMM",
          infer=lambda mp: "kp_detector_params" in mp and _fomm_keypoint_mode(mp) == "learned")
 register("fpb-fomm", "modules.fpb_fomm.method:FPB_FOMM")
+register("ulme-gan", "modules.ganimation.method:ULME_GAN")
+register("ganimation", "modules.ganimation.method:GANIMATION")

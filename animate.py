@@ -8,14 +8,16 @@ Per pair, named ``<driving>-<target>`` in the output folder (default ``<checkpoi
     side_by_side/<name><format>   driving | target | generated, for looking at
 
 The target face is encoded once per pair and the driving frames stream through in batches; nothing
-holds a whole clip. Existing outputs are never replaced unless ``--overwrite`` is given.
+holds a whole clip. Pairs finished earlier are kept and skipped (``--overwrite`` redoes them), so a
+run stopped by Ctrl-C, SIGTERM or a kill continues where it stopped (outputs.run_resumable).
 """
 import os
 
 import inference
+from cli_args import positive_int
 from frame_io import list_frames
 from inference import AnimationError, Normalization
-from outputs import existing_outputs, pair_outputs, refuse_overwrite
+from outputs import pair_outputs, prepare_output_folder, run_resumable, summary_lines
 from pairs import check_pairs, default_pairs, read_pairs
 from session import Session
 from video_io import FrameFolderWriter, StripWriter, VideoWriter, side_by_side, strip_indices
@@ -27,14 +29,15 @@ def add_cli_arguments(parser):
     """Flags of animate (run.py adds --config, --mode, --checkpoint, --device, …)."""
     inference.add_run_arguments(parser)
     _add = inference.add_argument_once
-    _add(parser, "--num_pairs", type=int, default=None, help="animate only the first N pairs (default: config's num_pairs, else all)")
+    _add(parser, "--num_pairs", type=positive_int, default=None, help="animate only the first N pairs (default: config's num_pairs, else all)")
     _add(parser, "--grayscale", choices=("auto", "gray", "color"), default=None,
          help="gray output: auto (default) = when the model has one channel or target and driving clip are gray")
 
 
-def write_pair(driver, job, outputs, fps, strip_frames=12):
+def write_pair(driver, job, outputs, fps, strip_frames=12, stop=None):
     """Generate one pair (a session.Job) and write all its outputs, streaming. Returns the frame
-    count. Nothing is published unless every output is complete."""
+    count. Nothing is published unless every output is complete; ``stop`` (StopRequests) is checked
+    after every frame, and an interrupt drops the pair's temporary files."""
     writers = {"frames": FrameFolderWriter(outputs["frames"]),
                "mp4": VideoWriter(outputs["mp4"], fps),
                "gif": VideoWriter(outputs["gif"], fps),
@@ -50,8 +53,11 @@ def write_pair(driver, job, outputs, fps, strip_frames=12):
             writers["strip"].write(index, driving_frame, generated)
             writers["side_by_side"].write(side_by_side(driving_frame, job.target, generated))
             count += 1
-        for writer in writers.values():
-            writer.close()
+            if stop is not None:
+                stop.check()
+        # The frame folder last: its presence is what a reader (evaluate.py) takes as the pair's output.
+        for key in ("mp4", "gif", "strip", "side_by_side", "frames"):
+            writers[key].close()
         return count
     except BaseException:
         for writer in writers.values():
@@ -71,8 +77,10 @@ def animate_dataset(config, checkpoint_path, out_dir=None, device="cpu", precisi
                     log=print, landmarker=None):
     """Animate the pairs of ``config`` (pairs_list, else every clip × every target face of test/).
 
-    Returns a list of {'pair', 'frames', 'outputs': {...paths}} in order. Raises AnimationError,
-    CheckpointError, PriorError or MediaError with one-line messages.
+    Pairs whose outputs all exist are kept and skipped (``overwrite`` redoes them); a pair whose clip
+    or face cannot be read fails alone. Returns a list of {'pair', 'status' ('written', 'done',
+    'failed'), 'frames', 'outputs': {...paths}, 'reason'} in order. Raises AnimationError,
+    CheckpointError, OutputPathError, DiskFullError or stop_requests.Interrupted with one-line messages.
     """
     dataset = config["dataset_params"]
     params = config["animate_params"]
@@ -90,22 +98,21 @@ def animate_dataset(config, checkpoint_path, out_dir=None, device="cpu", precisi
     if side_format not in SIDE_FORMATS:
         raise AnimationError(f"animate_params.format must be one of {', '.join(SIDE_FORMATS)}, got {side_format!r}")
     out_dir = out_dir or os.path.join(os.path.dirname(os.path.abspath(checkpoint_path)), "animation")
-    if not overwrite:
-        refuse_overwrite(existing_outputs(out_dir, [p.name for p in pairs], side_format),
-                         f"animation outputs in {out_dir}")
+    outputs_of = lambda name: pair_outputs(out_dir, name, side_format)  # noqa: E731
+    prepare_output_folder(out_dir, outputs_of(pairs[0].name))
     fps = fps or params["fps"]
     session = Session.open(config, checkpoint_path, device, precision, compile, batch_frames, grayscale, landmarker)
     normalization = Normalization.from_config(config)
-    results = []
-    for number, pair in enumerate(pairs, 1):
+
+    def work(pair, outputs, stop):
         job = session.prepare(pair.target, _target_image(test_dir, pair.target), pair.driving,
                               list_frames(os.path.join(test_dir, pair.driving), dataset["frame_order"]), normalization)
-        outputs = pair_outputs(out_dir, pair.name, side_format)
-        count = write_pair(session.driver, job, outputs, fps, params["strip_frames"])
+        count = write_pair(session.driver, job, outputs, fps, params["strip_frames"], stop)
         job.warn_fallbacks()
-        log(f"[{number}/{len(pairs)}] {pair.name}: {count} frames → {outputs['frames']}")
-        results.append({"pair": pair.name, "frames": count, "outputs": outputs})
-    return results
+        return count
+
+    done = run_resumable([(pair.name, pair) for pair in pairs], outputs_of, work, out_dir, overwrite, log, "pair")
+    return [{"pair": r["name"], **{k: v for k, v in r.items() if k != "name"}} for r in done]
 
 
 def run(config, args):
@@ -116,7 +123,11 @@ def run(config, args):
 
     from runtime import select_device
 
-    return animate_dataset(config, args.checkpoint, out_dir=args.out, device=select_device(args.device),
-                           precision=args.precision, compile=args.compile, batch_frames=args.batch_frames,
-                           fps=args.fps, overwrite=args.overwrite, num_pairs=args.num_pairs,
-                           grayscale=args.grayscale, log=logging.getLogger("fpfomm").info)
+    log = logging.getLogger("fpfomm").info
+    results = animate_dataset(config, args.checkpoint, out_dir=args.out, device=select_device(args.device),
+                              precision=args.precision, compile=args.compile, batch_frames=args.batch_frames,
+                              fps=args.fps, overwrite=args.overwrite, num_pairs=args.num_pairs,
+                              grayscale=args.grayscale, log=log)
+    for line in summary_lines([dict(r, name=r["pair"]) for r in results], "pair"):
+        log(line)
+    return results   # run.py exits with outputs.exit_code(results): 1 when a pair failed

@@ -20,13 +20,13 @@ import csv
 import io
 import math
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from errors import InputError
+from fileio import make_temporary
 
 AU_NAMES = ("AU01", "AU02", "AU04", "AU05", "AU06", "AU07", "AU09", "AU10", "AU12", "AU14", "AU15", "AU17",
             "AU20", "AU23", "AU25", "AU26", "AU45")
@@ -135,9 +135,9 @@ def write_aus(path, table):
 def atomic_write_text(path, text):
     """Write ``text`` to ``path`` through a temporary sibling, removed on any error (Ctrl-C included)."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    tmp = make_temporary(path.parent, prefix=f".{path.name}.", suffix=".tmp")  # the umask's mode
     try:
-        with os.fdopen(fd, "w", newline="") as handle:
+        with open(tmp, "w", newline="") as handle:
             handle.write(text)
         os.replace(tmp, path)
     finally:

@@ -4,10 +4,10 @@ A checkpoint is a dict with 'generator', 'kp_detector', 'discriminator' state di
 states and 'epoch' when written by training. Files are read with ``weights_only=True``.
 """
 import os
-import tempfile
 
 import torch
 from errors import InputError
+from fileio import make_temporary
 
 NETWORKS = ("kp_detector", "generator", "discriminator")
 
@@ -113,10 +113,10 @@ def write_atomically(obj, path):
     A crash or kill mid-write leaves the previous file intact.
     """
     folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=TEMPORARY_PREFIX, suffix=TEMPORARY_SUFFIX, dir=folder)
+    # With the umask's mode, not mkstemp's 0600: a group shares checkpoints on a server.
+    tmp = make_temporary(folder, TEMPORARY_PREFIX, TEMPORARY_SUFFIX)
     try:
-        with os.fdopen(fd, "wb") as handle:
+        with open(tmp, "wb") as handle:
             torch.save(obj, handle)
             handle.flush()
             os.fsync(handle.fileno())

@@ -30,6 +30,7 @@ import methods
 from checkpoint import load_networks, read_checkpoint
 from modules.motion_transfer import normalize_kp
 from modules.narrow_conv import split_narrow_convolutions
+from cli_args import positive_float, positive_int
 from errors import InputError
 
 PRECISIONS = ("fp32", "bf16")
@@ -318,10 +319,11 @@ def add_run_arguments(parser):
     """Flags shared by animate and reconstruction (run.py owns --config, --checkpoint, --device, …)."""
     add_argument_once(parser, "--out", default=None,
                       help="output folder (default: <checkpoint folder>/animation or /reconstruction)")
-    add_argument_once(parser, "--overwrite", action="store_true", help="replace outputs that exist already")
-    add_argument_once(parser, "--batch_frames", type=int, default=None,
+    add_argument_once(parser, "--overwrite", action="store_true", help="redo pairs / clips finished earlier (without it they are kept and skipped, so a "
+                           "stopped run continues)")
+    add_argument_once(parser, "--batch_frames", type=positive_int, default=None,
                       help="driving frames per forward pass (default: animate_params.batch_frames)")
-    add_argument_once(parser, "--fps", type=float, default=None,
+    add_argument_once(parser, "--fps", type=positive_float, default=None,
                       help="playback rate of the written videos (default: the config's, 25)")
     add_argument_once(parser, "--precision", choices=PRECISIONS, default="fp32",
                       help="fp32 (default, matches the published outputs) or bf16 autocast (CPU and CUDA, faster)")

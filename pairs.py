@@ -8,6 +8,7 @@
 every target face (folders holding one image).
 """
 import csv
+import logging
 import os
 from dataclasses import dataclass
 
@@ -53,10 +54,15 @@ def read_pairs(path):
 
 def default_pairs(test_dir):
     """Without a pairs list: every clip (folders of ≥ 2 frames) × every target face (folders of one image)."""
-    clips, faces = [], []
+    clips, faces, empty = [], [], []
     for folder in clip_folders(test_dir):
         count = len(list_frames(folder))
-        (faces if count == 1 else clips if count > 1 else []).append(folder.name)
+        (faces if count == 1 else clips if count > 1 else empty).append(folder.name)
+    if empty:
+        # Not an error (other pairs can go on), but never silent: a face the user meant is missing.
+        shown = ", ".join(empty[:5]) + (f", … ({len(empty)} in all)" if len(empty) > 5 else "")
+        logging.getLogger("fpfomm").warning("%s: no image in %s; left out of the pairs (re-run preprocess.py "
+                                            "or remove the folder)", test_dir, shown)
     return [Pair(clip, face) for face in faces for clip in clips]
 
 

@@ -9,9 +9,11 @@ MKR, AED) into ``reconstruction_metrics.csv`` and ``reconstruction_metrics.json`
 import os
 
 import inference
+from cli_args import positive_int
 from frame_io import clip_folders, list_frames
 from inference import ABSOLUTE, AnimationError
-from outputs import refuse_overwrite
+from errors import EXIT_FAILED, EXIT_OK
+from outputs import prepare_output_folder, run_resumable, summary_lines
 from session import Session
 from video_io import FrameFolderWriter, VideoWriter
 
@@ -21,7 +23,7 @@ VIDEO_FORMATS = (".mp4", ".gif")
 def add_cli_arguments(parser):
     """Flags of reconstruction (run.py adds --config, --mode, --checkpoint, --device, …)."""
     inference.add_run_arguments(parser)
-    inference.add_argument_once(parser, "--num_videos", type=int, default=None,
+    inference.add_argument_once(parser, "--num_videos", type=positive_int, default=None,
                                 help="reconstruct only the first N clips (default: config's num_videos, else all)")
     inference.add_argument_once(parser, "--no_eval", action="store_true",
                                 help="write the reconstructions only; score them later with evaluate.py")
@@ -34,9 +36,12 @@ def clips_to_reconstruct(test_dir):
 
 def reconstruct_dataset(config, checkpoint_path, out_dir=None, device="cpu", precision="fp32", compile=False,
                         batch_frames=None, fps=None, overwrite=False, num_videos=None, evaluate=True,
-                        log=print, landmarker=None, measurer=None):
+                        log=print, landmarker=None, measurer=None, failed=None):
     """Reconstruct the test clips and (``evaluate``) score them. → (rows, summary); (results, None)
-    without evaluation. Raises AnimationError / CheckpointError / MediaError with one-line messages."""
+    without evaluation. Clips reconstructed earlier are kept and skipped (``overwrite`` redoes them);
+    a clip that cannot be read fails alone, is left out of the scores and appended to ``failed`` (a
+    list) when given. Raises AnimationError / CheckpointError / OutputPathError / DiskFullError /
+    stop_requests.Interrupted with one-line messages."""
     dataset = config["dataset_params"]
     params = config["reconstruction_params"]
     test_dir = os.path.join(dataset["root_dir"], "test")
@@ -50,37 +55,48 @@ def reconstruct_dataset(config, checkpoint_path, out_dir=None, device="cpu", pre
         raise AnimationError(f"reconstruction_params.format must be one of {', '.join(VIDEO_FORMATS)}, "
                              f"got {video_format!r}")
     out_dir = out_dir or os.path.join(os.path.dirname(os.path.abspath(checkpoint_path)), "reconstruction")
-    if not overwrite:
-        refuse_overwrite([p for clip in clips for p in (os.path.join(out_dir, clip.name),
-                                                        os.path.join(out_dir, clip.name + video_format))
-                          if os.path.exists(p)], f"reconstructions in {out_dir}")
+
+    def outputs_of(name):
+        return {"frames": os.path.join(out_dir, name), "video": os.path.join(out_dir, name + video_format)}
+
+    prepare_output_folder(out_dir, outputs_of(clips[0].name))
     fps = fps or params["fps"]
     session = Session.open(config, checkpoint_path, device, precision, compile, batch_frames, None, landmarker)
-    results = []
-    for number, clip in enumerate(clips, 1):
+
+    def work(clip, outputs, stop):
         files = list_frames(clip, dataset["frame_order"])
         job = session.prepare(clip.name, files[0], clip.name, files, ABSOLUTE)
-        frames_writer = FrameFolderWriter(os.path.join(out_dir, clip.name))
-        video_writer = VideoWriter(os.path.join(out_dir, clip.name + video_format), fps)
+        frames_writer = FrameFolderWriter(outputs["frames"])
+        video_writer = VideoWriter(outputs["video"], fps)
         try:
             for name, _, generated in inference.stream(session.driver, job.pair, job.driving(), job.gray):
                 frames_writer.write(generated, name)
                 video_writer.write(generated)
-            frames_writer.close()
+                stop.check()
             video_writer.close()
+            frames_writer.close()   # last: the frame folder is what evaluate.py reads
         except BaseException:
             frames_writer.abort()
             video_writer.abort()
             raise
         job.warn_fallbacks()
-        log(f"[{number}/{len(clips)}] {clip.name}: {len(files)} frames → {os.path.join(out_dir, clip.name)}")
-        results.append({"clip": clip.name, "frames": len(files)})
+        return len(files)
+
+    done = run_resumable([(clip.name, clip) for clip in clips], outputs_of, work, out_dir, overwrite, log, "clip")
+    results = [{"clip": r["name"], **{k: v for k, v in r.items() if k != "name"}} for r in done]
+    for line in summary_lines(done, "clip"):
+        log(line)
+    if failed is not None:
+        failed.extend(r for r in results if r["status"] == "failed")
+    names = [r["clip"] for r in results if r["status"] != "failed"]
     if not evaluate:
         return results, None
     from evaluate import evaluate_reconstruction
 
-    return evaluate_reconstruction(out_dir, test_dir, out_dir, measurer=measurer, log=log,
-                                   names=[r["clip"] for r in results])
+    if not names:
+        raise AnimationError(f"{test_dir}: no clip could be reconstructed (see the lines above)")
+    rows, summary = evaluate_reconstruction(out_dir, test_dir, out_dir, measurer=measurer, log=log, names=names)
+    return rows, summary
 
 
 def run(config, args):
@@ -91,8 +107,10 @@ def run(config, args):
 
     from runtime import select_device
 
-    return reconstruct_dataset(config, args.checkpoint, out_dir=args.out, device=select_device(args.device),
-                               precision=args.precision, compile=args.compile, batch_frames=args.batch_frames,
-                               fps=args.fps, overwrite=args.overwrite, num_videos=args.num_videos,
-                               evaluate=not getattr(args, "no_eval", False),
-                               log=logging.getLogger("fpfomm").info)
+    failed = []
+    reconstruct_dataset(config, args.checkpoint, out_dir=args.out, device=select_device(args.device),
+                        precision=args.precision, compile=args.compile, batch_frames=args.batch_frames,
+                        fps=args.fps, overwrite=args.overwrite, num_videos=args.num_videos,
+                        evaluate=not getattr(args, "no_eval", False), log=logging.getLogger("fpfomm").info,
+                        failed=failed)
+    return EXIT_FAILED if failed else EXIT_OK

@@ -10,7 +10,8 @@ Each mode lives in its own module (train.py, reconstruction.py, animate.py), whi
 exit code). The method (FP-FOMM, FOMM, ...) comes from the config (``model_params.method``, see
 methods.py); every mode runs every method. Exit codes (errors.py): 0 done, 1 the work failed
 (NaN/inf, a checkpoint could not be written), 2 unusable input (config, checkpoint, device, data,
-flags) with a one-line message and no traceback, 128+signal after Ctrl-C / SIGTERM (checkpoint saved).
+flags) with a one-line message and no traceback, 128+signal after Ctrl-C / SIGTERM (training: checkpoint
+saved; animate / reconstruction: finished outputs kept, a re-run continues).
 """
 import argparse
 import logging
@@ -22,7 +23,9 @@ import reconstruction
 import train
 from configuration import load_config
 from errors import EXIT_INPUT, InputError, RunError, report
+from outputs import exit_code
 from runtime import DeviceError, tune_allocator
+from stop_requests import Interrupted
 
 MODES = {"train": train, "train_avd": train, "reconstruction": reconstruction, "animate": animate}
 
@@ -48,7 +51,8 @@ animate         makes each target face of the pairs list perform each driving cl
 """
 EPILOG = """\
 exit codes: 0 done; 1 the work failed (NaN/inf loss or gradient, checkpoint not written);
-2 unusable input (config, checkpoint, device, dataset, flags); 128+N after signal N (checkpoint saved).
+2 unusable input (config, checkpoint, device, dataset, flags, output paths); 128+N after signal N
+(130 Ctrl-C, 143 SIGTERM: training saves a checkpoint, animate / reconstruction keep finished outputs).
 Set FPFOMM_DEFAULT_MALLOC=1 to keep glibc's default memory allocator settings.
 """
 
@@ -81,9 +85,6 @@ def build_parser(modes=MODES):
     common = parser.add_argument_group("common options")
     common.add_argument("--config", required=True, help="path to the YAML config (e.g. config/your_dataset_train.yaml)")
     common.add_argument("--mode", default="train", choices=MODES, help="what to do (default: train)")
-    common.add_argument("--log_dir", default="log",
-                        help="where training makes its run folder (default: log); ignored when resuming, "
-                             "which continues in the checkpoint's folder")
     common.add_argument("--checkpoint", default=None,
                         help="train: resume from (or fine-tune from a published) checkpoint; "
                              "reconstruction/animate: the model to use")
@@ -97,6 +98,16 @@ def build_parser(modes=MODES):
     common.add_argument("--seed", type=int, default=None,
                         help="random seed (default: 0; when resuming, the checkpoint's)")
     common.add_argument("--verbose", action="store_true", help="more detail on the console")
+    # Groups by what a flag applies to; flags that two modes share get one group of their own.
+    # --log_dir is accepted in every mode (FOMM's scripts pass it to all); only training uses it.
+    training = parser.add_argument_group("train and train_avd options")
+    training.add_argument("--log_dir", default="log",
+                          help="where training makes its run folder (default: log); ignored when resuming, "
+                               "which continues in the checkpoint's folder")
+    if {"animate", "reconstruction"} & set(modes):
+        import inference
+
+        inference.add_run_arguments(parser.add_argument_group("animate and reconstruction options"))
     for mode in modes:
         MODES[mode].add_cli_arguments(parser.add_argument_group(f"{mode} options"))
     return parser
@@ -170,7 +181,11 @@ def main(argv=None):
         if "WORLD_SIZE" in os.environ and args.mode != "train":
             raise UsageError(f"--mode {args.mode} runs in one process; only training runs under torchrun")
         code = MODES[args.mode].run(config, args)
-        return code if isinstance(code, int) else 0
+        return code if isinstance(code, int) else exit_code(code if isinstance(code, list) else [])
+    except Interrupted as stop:  # animate / reconstruction (training returns its own code)
+        print(f"run.py: interrupted ({stop.signal_name}): finished outputs are kept, unfinished ones removed; "
+              "run the same command again to continue", file=sys.stderr)
+        return stop.exit_code
     except KeyboardInterrupt:
         print("run.py: interrupted", file=sys.stderr)
         return 130

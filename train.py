@@ -23,7 +23,6 @@ import logging
 import math
 import os
 import signal
-import threading
 import time
 from dataclasses import dataclass, field
 from typing import NamedTuple
@@ -38,6 +37,8 @@ from logger import Logger
 from parallel import Parallel
 from runtime import seed_everything
 from errors import InputError, RunError
+from fileio import check_output_dir, disk_full_error, is_disk_full
+from stop_requests import StopRequests
 
 log = logging.getLogger("fpfomm.train")
 
@@ -65,44 +66,6 @@ class TrainResult:
     checkpoint: str = None          # the last checkpoint written by this call
     stopped_by: str = None          # 'SIGINT', 'SIGTERM', 'stop_at_iteration', or None when finished
     epoch_losses: dict = field(default_factory=dict)
-
-
-class StopRequests:
-    """Turns Ctrl-C / SIGTERM into a request to stop after the current step (and save).
-
-    A second Ctrl-C aborts at once (KeyboardInterrupt, no checkpoint). Handlers are installed only
-    from the main thread (signals cannot be handled elsewhere) and restored on exit.
-    """
-
-    SIGNALS = (signal.SIGINT, signal.SIGTERM)
-
-    def __init__(self):
-        self.reason = None
-        self._previous = {}
-
-    def request(self, reason):
-        if self.reason is None:
-            self.reason = reason
-
-    def _handle(self, signum, frame):
-        name = signal.Signals(signum).name
-        if self.reason is not None and signum == signal.SIGINT:
-            raise KeyboardInterrupt
-        if self.reason is None:
-            log.warning("%s: stopping after this step and saving a checkpoint (Ctrl-C again aborts without saving)",
-                        name)
-        self.request(name)
-
-    def __enter__(self):
-        if threading.current_thread() is threading.main_thread():
-            for signum in self.SIGNALS:
-                self._previous[signum] = signal.signal(signum, self._handle)
-        return self
-
-    def __exit__(self, *exc):
-        for signum, handler in self._previous.items():
-            signal.signal(signum, handler)
-        self._previous.clear()
 
 
 # ------------------------------------------------------------------------------------------------
@@ -387,9 +350,13 @@ class Trainer:
         try:
             ckpt.write_atomically(data, path)
         except (OSError, RuntimeError) as error:  # torch.save reports a full disk as RuntimeError
+            kept = "earlier checkpoints are intact, no partial file is left"
+            if is_disk_full(error):
+                # torch's own words ("PytorchStreamWriter failed writing file …") say nothing to a user.
+                raise CheckpointWriteError(f"disk full while writing checkpoint {path}; {kept}; free some "
+                                           "space and resume with --checkpoint <the last checkpoint>") from None
             first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-            raise CheckpointWriteError(f"could not write checkpoint {path} ({first}); earlier checkpoints "
-                                       "are intact") from None
+            raise CheckpointWriteError(f"could not write checkpoint {path} ({first}); {kept}") from None
         self.logger.note(f"checkpoint {path} (epoch {self.epoch}, {self.epoch_samples} samples into it, "
                          f"iteration {self.iteration})")
         return path
@@ -547,6 +514,11 @@ def run(config, args, parallel=None):
         problem, dataset = None, None
         if parallel.is_main:
             try:
+                # Before the dataset is checked (minutes on a large one): checkpoints must be writable.
+                if resuming:
+                    check_output_dir(os.path.dirname(os.path.abspath(args.checkpoint)), "the checkpoint's folder")
+                else:
+                    check_output_dir(args.log_dir, "--log_dir")
                 dataset = build_dataset(config, is_train=True, validate=True)
             except InputError as error:
                 problem = str(error)
@@ -558,8 +530,15 @@ def run(config, args, parallel=None):
         log_dir = choose_log_dir(args, parallel, resuming)
         if parallel.is_main:
             log.info("log folder: %s", log_dir)
-        result = train(config, dataset, log_dir, parallel=parallel, checkpoint=args.checkpoint, seed=args.seed,
-                       progress=None, stage=stage)
+        try:
+            result = train(config, dataset, log_dir, parallel=parallel, checkpoint=args.checkpoint,
+                           seed=args.seed, progress=None, stage=stage)
+        except (OSError, RuntimeError) as error:
+            # The log, TensorBoard and pictures can fill a disk too; checkpoint writes say so themselves.
+            if isinstance(error, RunError) or not is_disk_full(error):
+                raise
+            raise disk_full_error(log_dir, "the checkpoints written so far are intact (resume with "
+                                           "--checkpoint <the last one>)") from None
         ok = True
     finally:
         if own:

@@ -7,13 +7,13 @@ that a later run would mistake for a finished one.
 """
 import os
 import shutil
-import tempfile
 
 import numpy as np
 from PIL import Image, ImageSequence
 
 from frame_io import FrameError, list_frames, read_rgb
 from errors import InputError
+from fileio import make_temporary
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".gif")
 
@@ -117,12 +117,12 @@ def video_info(path):
     return {"fps": float(meta["fps"]), "frames": frames, "size": tuple(meta["size"])}
 
 
+TEMPORARY_PREFIX = ".tmp-"   # every writer's unfinished output; a later run may remove these
+
+
 def _temporary_sibling(path, suffix=""):
-    folder = os.path.dirname(os.path.abspath(path)) or "."
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=suffix, dir=folder)
-    os.close(fd)
-    return tmp
+    # The umask's mode: renamed into place, the file keeps it (mkstemp's 0600 hid outputs from the group).
+    return make_temporary(os.path.dirname(os.path.abspath(path)) or ".", TEMPORARY_PREFIX, suffix)
 
 
 class _AtomicOutput:
@@ -156,7 +156,7 @@ class FrameFolderWriter(_AtomicOutput):
     def __init__(self, folder):
         self.path = os.path.abspath(folder)
         os.makedirs(os.path.dirname(self.path), exist_ok=True)
-        self._tmp = tempfile.mkdtemp(prefix=".tmp-", dir=os.path.dirname(self.path))
+        self._tmp = make_temporary(os.path.dirname(self.path), TEMPORARY_PREFIX, directory=True)
         self.count = 0
 
     def write(self, frame, name):

@@ -77,11 +77,13 @@ def test_outputs_per_pair(split, animated):
         assert not list(out.glob(".tmp-*")) and not list((out / "png").glob(".tmp-*"))
 
 
-def test_refuses_to_overwrite(split, checkpoint, animated, marks):
+def test_rerun_keeps_finished_pairs(split, checkpoint, animated, marks):
+    # Issue 18: a re-run skips finished pairs (it used to refuse); nothing finished is replaced.
     out, _ = animated
     before = (out / f"{CLIP}-obama" / "img8.png").stat().st_mtime_ns
-    with pytest.raises(InputError, match="--overwrite"):
-        animate.animate_dataset(tiny_config(split), str(checkpoint), out_dir=str(out), log=lambda _: None, landmarker=marks)
+    results = animate.animate_dataset(tiny_config(split), str(checkpoint), out_dir=str(out), log=lambda _: None,
+                                      landmarker=marks)
+    assert [r["status"] for r in results] == ["done"] * len(TARGETS)
     assert (out / f"{CLIP}-obama" / "img8.png").stat().st_mtime_ns == before
 
 
@@ -310,11 +312,13 @@ def test_reconstruction_writes_frames_video_and_scores(split, checkpoint, tmp_pa
     assert video_info(str(tmp_path / f"{CLIP}.mp4"))["frames"] == CLIP_FRAMES
     assert rows[0]["frames"] == CLIP_FRAMES and 0 < summary["l1"] < 1 and summary["mkr"] is not None
     assert (tmp_path / "reconstruction_metrics.csv").is_file() and (tmp_path / "reconstruction_metrics.json").is_file()
-    with pytest.raises(InputError, match="--overwrite"):
-        reconstruction.reconstruct_dataset(tiny_config(split), str(checkpoint), out_dir=str(tmp_path), evaluate=False)
+    before = (tmp_path / CLIP / "img8.png").stat().st_mtime_ns     # a re-run keeps finished clips (issue 18)
+    again, _ = reconstruction.reconstruct_dataset(tiny_config(split), str(checkpoint), out_dir=str(tmp_path),
+                                                  evaluate=False, log=lambda _: None)
+    assert again[0]["status"] == "done" and (tmp_path / CLIP / "img8.png").stat().st_mtime_ns == before
 
 
-def test_through_run_py(split, checkpoint, tmp_path, capsys):
+def test_through_run_py(split, checkpoint, tmp_path, capsys, caplog):
     """run.py --mode animate / reconstruction dispatch to these modules; bad input is one line, exit 2."""
     import yaml
 
@@ -330,9 +334,15 @@ def test_through_run_py(split, checkpoint, tmp_path, capsys):
     assert run.main(common + ["--mode", "reconstruction", "--out", str(tmp_path / "r"), "--no_eval"]) == 0
     assert len(frame_names(tmp_path / "r" / CLIP)) == CLIP_FRAMES
     capsys.readouterr()
-    assert run.main(common + ["--mode", "animate", "--out", str(tmp_path / "a"), "--num_pairs", "1"]) == 2
+    # A re-run keeps the finished pair (issue 18: it used to refuse); bad input is one line, exit 2.
+    assert run.main(common + ["--mode", "animate", "--out", str(tmp_path / "a"), "--num_pairs", "1"]) == 0
+    assert "finished earlier, kept" in caplog.text
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as stop:
+        run.main(common + ["--mode", "animate", "--out", str(tmp_path / "a"), "--num_pairs", "0"])
+    assert stop.value.code == 2
     err = capsys.readouterr().err
-    assert "--overwrite" in err and err.count("\n") == 1
+    assert "--num_pairs" in err and "at least 1" in err and err.count("\n") == 1
 
 
 def test_learned_keypoints_baseline_needs_no_prior(split, tmp_path):

@@ -29,7 +29,8 @@ from pathlib import Path
 import numpy as np
 
 from au_format import au_path, atomic_write_text, empty_rows, make_table, write_aus
-from errors import EXIT_FAILED, EXIT_OK, InputError, report
+from errors import EXIT_FAILED, EXIT_OK, InputError, RunError, report
+from fileio import check_output_dir, disk_full_error, is_disk_full
 from frame_io import FrameError, clip_folders, frames_fingerprint, list_frames, read_rgb
 import openface
 from openface import DEFAULT_MIN_CONFIDENCE
@@ -156,7 +157,18 @@ def do_clip(job, estimator, builtin_id):
 
 
 def save_result(result, out):
-    """Write a computed clip's CSV, then its record (a crash between the two only redoes the clip)."""
+    """Write a computed clip's CSV, then its record (a crash between the two only redoes the clip).
+    A full disk raises DiskFullError (no temporary file is left)."""
+    try:
+        return _save_result(result, out)
+    except OSError as error:
+        if is_disk_full(error):
+            raise disk_full_error(au_path(out, result.name), "AU files written earlier are kept (a re-run "
+                                  "continues)") from None
+        raise
+
+
+def _save_result(result, out):
     if result.table is not None:
         csv_path = au_path(out, result.name)
         write_aus(csv_path, result.table)
@@ -271,6 +283,7 @@ def run(args):
     if args.openface is not None and not Path(args.openface).is_dir():
         raise AUMakerError(f"--openface {args.openface}: no such folder (it should hold OpenFace's CSVs)")
     out = Path(args.out) if args.out else default_au_dir(args.root)
+    check_output_dir(out, "--out")   # before the model loads and any frame is measured
     jobs = find_jobs(args.root, out, args.splits, args.openface, min_confidence)
     if args.openface is None:
         from au_estimator import default_model, estimator_id
@@ -306,8 +319,11 @@ def main(argv=None):
         results = run(args)
     except AUEstimatorError as error:
         return report("aumaker", AUMakerError(str(error)))
-    except InputError as error:
+    except (InputError, RunError) as error:
         return report("aumaker", error)
+    except KeyboardInterrupt:
+        print("aumaker: interrupted; finished clips are kept, run again to continue", file=sys.stderr)
+        return 130
     return EXIT_FAILED if any(r.status == "failed" for r in results) else EXIT_OK
 
 

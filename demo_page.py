@@ -5,7 +5,6 @@ server, no script, no external asset.
 """
 import html
 import json
-import os
 import shutil
 from pathlib import Path
 
@@ -15,13 +14,10 @@ from PIL import Image, ImageDraw
 
 from frame_io import list_frames
 from modules.facial_prior import region_mask
+from static_page import ANIMATION_METRICS, clip_gif, fmt, rel as _rel   # shared with compare_page.py
 
 RECONSTRUCTION_METRICS = (("l1", "L1 ↓", 4), ("ssim", "SSIM ↑", 3), ("psnr", "PSNR dB ↑", 2),
                           ("akd", "AKD px ↓", 2), ("mkr", "MKR ↓", 3), ("aed", "AED ↓", 3))
-ANIMATION_METRICS = (("identity_aed", "identity AED to target ↓", 3), ("face_found", "face found ↑", 3),
-                     ("motion_correlation", "motion correlation ↑", 3),
-                     ("motion_magnitude_ratio", "motion magnitude ratio (→ 1)", 3),
-                     ("background_change", "background change ↓", 4))
 
 
 def read_summary(path):
@@ -30,10 +26,6 @@ def read_summary(path):
             return json.load(handle)["summary"]
     except (OSError, ValueError, KeyError):
         return {}
-
-
-def fmt(value, digits):
-    return "–" if value is None else f"{value:.{digits}f}"
 
 
 def prior_overlay(image_path, keypoint_file, out_path, scale=4):
@@ -50,12 +42,6 @@ def prior_overlay(image_path, keypoint_file, out_path, scale=4):
     picture.save(out_path)
 
 
-def clip_gif(frames_folder, out_path, fps):
-    """A GIF of a folder of frames (the driving clips are PNG folders)."""
-    frames = [Image.open(p).convert("RGB") for p in list_frames(frames_folder)]
-    frames[0].save(out_path, save_all=True, append_images=frames[1:], duration=int(1000 / fps), loop=0)
-
-
 def _table(title, rows, metrics, labels):
     head = "".join(f"<th>{html.escape(label)}</th>" for _, label, _ in metrics)
     body = "".join(
@@ -63,10 +49,6 @@ def _table(title, rows, metrics, labels):
         + "".join(f"<td>{fmt(rows[m].get(key), digits)}</td>" for key, _, digits in metrics) + "</tr>"
         for m in rows)
     return (f'<h2>{html.escape(title)}</h2><table class="metrics"><tr><th>method</th>{head}</tr>{body}</table>')
-
-
-def _rel(path, root):
-    return html.escape(os.path.relpath(path, root))
 
 
 def write_page(layout, methods, labels, targets, checkpoints, seconds, fps=12):

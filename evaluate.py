@@ -1,16 +1,27 @@
-"""Scoring generated clips with dlib as the independent measuring instrument.
+"""Scoring generated clips with dlib and the AU estimator as the independent measuring instruments.
 
-    python evaluate.py reconstruction --generated DIR --real DIR [--out DIR]
-    python evaluate.py animation --generated DIR --driving DIR --targets DIR [--pairs CSV] [--out DIR]
+    python evaluate.py reconstruction --generated DIR --real DIR [--out DIR] [--no_aus] [--aus DIR]
+    python evaluate.py animation --generated DIR --driving DIR --targets DIR [--pairs CSV] [--out DIR] [--no_aus] [--aus DIR]
+    python evaluate.py compare --method NAME=DIR [--method NAME=DIR ...] --driving DIR --out DIR [--targets DIR]
 
 A generated clip is a folder of frames or a video file (mp4, gif, …) in --generated; reconstruction
 matches it to the real clip of the same name, animation to its driving clip and target face through
 its name ``<driving>-<target>`` (or the pairs CSV). Other methods' outputs are scored the same way.
 Per-clip rows go to ``<kind>_metrics.csv`` and the summary to ``<kind>_metrics.json`` in --out
-(default: --generated). Metric definitions: README, "Metrics"; the maths is in metrics.py.
+(default: --generated). Metric definitions: README, "Metrics"; the maths is in metrics.py and
+au_metrics.py (AU fidelity, docs/metrics_aus.md).
+
+AU fidelity (skip it with --no_aus: the estimator costs ~13 ms a frame): one MediaPipe blendshape AU
+estimator (au_estimator.py) measures every generated and reference frame of the run; the per-frame
+AUs go to <out>/aus_generated/<clip>.csv and <out>/aus_reference/<reference clip>.csv (aumaker's
+format). ``--aus DIR`` takes a reference clip's AUs from DIR/<clip>.csv (aumaker.py) where it exists.
+
+``compare`` scores several methods' animation folders for the same pairs (each folder's
+animation_metrics.json, computed when missing) and writes compare.csv, compare.md and index.html.
 """
 import argparse
 import csv
+import io
 import json
 import math
 import os
@@ -20,17 +31,24 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+import au_metrics
 import metrics
+from au_format import AU_NAMES, AUFormatError, atomic_write_text, make_table, read_aus, write_aus
 from frame_io import list_frames, natural_key
-from video_io import VIDEO_EXTENSIONS, MediaError, iter_clip, read_image
-from errors import InputError
+from video_io import VIDEO_EXTENSIONS, MediaError, clip_frame_names, iter_clip, read_image
+from errors import InputError, report
 
 RECONSTRUCTION_COLUMNS = ("clip", "frames", "l1", "ssim", "psnr", "akd", "akd_frames", "mkr", "mkr_missed",
                           "mkr_counted", "aed", "aed_frames")
 ANIMATION_COLUMNS = ("pair", "driving", "target", "frames", "identity_aed", "identity_frames", "face_found",
                      "motion_correlation", "motion_magnitude_ratio", "motion_frames", "background_change")
-# Output folders of animate.py that are not clips.
-NOT_CLIPS = {"png", "side_by_side"}
+# AU fidelity per clip (au_metrics.au_fidelity); "driving" is the real clip in a reconstruction.
+AU_COLUMNS = ("au_frames", "au_active", "au_active_list", "au_correlation", "au_per_au", "au_apex_driving",
+              "au_apex_generated", "au_timing_error", "au_f1", "au_tp", "au_fp", "au_fn", "au_intensity_ratio",
+              "au_driving_peak")
+AUS_GENERATED, AUS_REFERENCE = "aus_generated", "aus_reference"
+# Output folders of animate.py (and of this tool) that are not clips.
+NOT_CLIPS = {"png", "side_by_side", AUS_GENERATED, AUS_REFERENCE}
 
 
 class EvaluationError(InputError, ValueError):
@@ -73,6 +91,41 @@ class FaceMeasurer:
         return landmarks, desc
 
 
+class AUMeasurer:
+    """Per-frame AU intensities with one built-in estimator for a whole run (the same instrument for
+    every method). The MediaPipe landmarker starts on the first frame and holds native resources:
+    call ``close()`` (or use ``with``). ``estimator``: anything with ``estimate(image)`` like
+    au_estimator.BlendshapeAUEstimator (tests); it is then not closed here.
+    """
+
+    def __init__(self, estimator=None):
+        self._estimator = estimator
+        self._owned = estimator is None
+
+    def measure(self, frame):
+        """(H, W, 3) uint8 → (A,) float64 intensities 0–5, NaN when no face is found."""
+        if self._estimator is None:
+            from au_estimator import AUEstimatorError, BlendshapeAUEstimator, default_model
+
+            try:
+                self._estimator = BlendshapeAUEstimator(default_model()[0])
+            except AUEstimatorError as error:
+                raise EvaluationError(f"AU estimator: {error}; or skip the AU metrics with --no_aus") from None
+        measured = self._estimator.estimate(np.asarray(frame, np.uint8))
+        return np.full(len(AU_NAMES), np.nan) if measured is None else np.asarray(measured[0], np.float64)
+
+    def close(self):
+        if self._owned and self._estimator is not None:
+            self._estimator.close()
+        self._estimator = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
 def _nan(shape):
     return np.full(shape, np.nan)
 
@@ -87,12 +140,15 @@ def _resize_to(frame, shape):
     return np.asarray(Image.fromarray(frame).resize((shape[1], shape[0]), Image.Resampling.LANCZOS))
 
 
-def _paired_frames(generated, reference):
-    """Frames of two clips side by side; the reference is resized to the generated frame size."""
+def _paired_frames(generated, reference, names=None):
+    """Frames of two clips side by side; the reference is resized to the generated frame size.
+    ``names``: a list that receives (generated name, reference name) of each frame yielded."""
     gen_iter, ref_iter = iter_clip(str(generated)), iter_clip(str(reference))
     count = 0
     for gen, ref in zip(gen_iter, ref_iter):
         count += 1
+        if names is not None:
+            names.append((gen[0], ref[0]))
         yield gen[1], _resize_to(ref[1], gen[1].shape)
     leftover_gen, leftover_ref = next(gen_iter, None), next(ref_iter, None)
     if leftover_gen is not None or leftover_ref is not None:
@@ -107,11 +163,51 @@ def _weighted(values, weights):
     return float(np.sum(values[keep] * weights[keep]) / np.sum(weights[keep])) if keep.any() else float("nan")
 
 
-def evaluate_reconstruction_clip(generated, real, measurer):
-    """Metrics of one reconstructed clip against the real one. → a row of RECONSTRUCTION_COLUMNS."""
+class _AUTrack:
+    """The AUs of one generated clip and its reference, gathered frame by frame.
+
+    ``reference_aus``: the reference's (T, A) AUs when already known (--aus file, or the same
+    driving clip measured at the same size for an earlier pair); its frames are then not measured.
+    """
+
+    def __init__(self, au_measurer, reference, reference_aus=None):
+        self.measurer, self.reference = au_measurer, reference
+        self.known = reference_aus
+        self.names, self.generated, self.measured = [], [], []
+
+    def add(self, gen, ref):
+        if self.measurer is None:
+            return
+        self.generated.append(self.measurer.measure(gen))
+        if self.known is None:
+            self.measured.append(self.measurer.measure(ref))
+
+    def finish(self, row):
+        """Add the AU columns to ``row`` and the trajectories under the private key '_aus'."""
+        if self.measurer is None:
+            return row
+        count = len(self.generated)
+        empty = np.zeros((0, len(AU_NAMES)))
+        generated = np.array(self.generated).reshape(-1, len(AU_NAMES)) if count else empty
+        reference = self.known if self.known is not None else (np.array(self.measured).reshape(-1, len(AU_NAMES))
+                                                               if count else empty)
+        if len(reference) != count:
+            raise EvaluationError(f"AUs of {self.reference}: {len(reference)} frames, the clips have {count}; "
+                                  "re-run aumaker.py or drop --aus")
+        row.update(au_metrics.au_fidelity(generated, reference))
+        row["_aus"] = {"generated": generated, "reference": reference,
+                       "generated_frames": [g for g, _ in self.names], "reference_frames": [r for _, r in self.names]}
+        return row
+
+
+def evaluate_reconstruction_clip(generated, real, measurer, au_measurer=None, reference_aus=None):
+    """Metrics of one reconstructed clip against the real one. → a row of RECONSTRUCTION_COLUMNS
+    (+ AU_COLUMNS and '_aus' with ``au_measurer``; ``reference_aus``: the real clip's (T, A) AUs)."""
     l1, ssim, psnr = [], [], []
     gen_marks, real_marks, gen_desc, real_desc = [], [], [], []
-    for gen, real_frame in _paired_frames(generated, real):
+    track = _AUTrack(au_measurer, real, reference_aus)
+    for gen, real_frame in _paired_frames(generated, real, track.names):
+        track.add(gen, real_frame)
         g, r = _as_float(gen), _as_float(real_frame)
         l1.append(metrics.l1(g, r))
         ssim.append(metrics.ssim(g, r))
@@ -126,14 +222,14 @@ def evaluate_reconstruction_clip(generated, real, measurer):
     akd = metrics.keypoint_distance(gen_marks, real_marks)
     aed = metrics.descriptor_distance(np.array(gen_desc), np.array(real_desc))
     missed, counted = metrics.missing_keypoint_rate(found_gen, found_real)
-    return {"clip": Path(generated).stem if Path(generated).is_file() else Path(generated).name,
+    return track.finish({"clip": Path(generated).stem if Path(generated).is_file() else Path(generated).name,
             "frames": len(l1), "l1": float(np.mean(l1)), "ssim": float(np.mean(ssim)),
             "psnr": float(np.mean(psnr)),
             "akd": float(np.nanmean(akd)) if (~np.isnan(akd)).any() else float("nan"),
             "akd_frames": int((~np.isnan(akd)).sum()),
             "mkr": missed / counted if counted else float("nan"), "mkr_missed": missed, "mkr_counted": counted,
             "aed": float(np.nanmean(aed)) if (~np.isnan(aed)).any() else float("nan"),
-            "aed_frames": int((~np.isnan(aed)).sum())}
+            "aed_frames": int((~np.isnan(aed)).sum())})
 
 
 def summarize_reconstruction(rows):
@@ -150,14 +246,17 @@ def summarize_reconstruction(rows):
             "aed": _weighted([r["aed"] for r in rows], [r["aed_frames"] for r in rows])}
 
 
-def evaluate_animation_clip(generated, driving, target, measurer):
+def evaluate_animation_clip(generated, driving, target, measurer, au_measurer=None, reference_aus=None):
     """Metrics of one animated clip: identity kept (to the target), motion transferred (from the
-    driving clip), background stability. ``target``: (H, W, 3) uint8. → a row of ANIMATION_COLUMNS."""
+    driving clip), background stability. ``target``: (H, W, 3) uint8. → a row of ANIMATION_COLUMNS
+    (+ AU_COLUMNS and '_aus' with ``au_measurer``; ``reference_aus``: the driving clip's (T, A) AUs)."""
     target_marks = target_desc = None
     gen_marks, drv_marks, identity = [], [], []
     changes = []
     previous = outside = None
-    for gen, drv in _paired_frames(generated, driving):
+    track = _AUTrack(au_measurer, driving, reference_aus)
+    for gen, drv in _paired_frames(generated, driving, track.names):
+        track.add(gen, drv)
         if target_desc is None and target_marks is None:
             target_frame = _resize_to(np.asarray(target, np.uint8), gen.shape)
             target_marks, target_desc = measurer.measure(target_frame)
@@ -177,13 +276,13 @@ def evaluate_animation_clip(generated, driving, target, measurer):
     motion = metrics.motion_transfer(np.array(gen_marks), np.array(drv_marks)) if frames else {
         "correlation": float("nan"), "magnitude_ratio": float("nan"), "frames": 0}
     found = int((~np.isnan(np.array(gen_marks)).any(axis=(1, 2))).sum()) if frames else 0
-    return {"frames": frames,
+    return track.finish({"frames": frames,
             "identity_aed": float(np.mean(identity)) if identity else float("nan"),
             "identity_frames": len(identity),
             "face_found": found / frames if frames else float("nan"),
             "motion_correlation": motion["correlation"], "motion_magnitude_ratio": motion["magnitude_ratio"],
             "motion_frames": motion["frames"],
-            "background_change": float(np.nanmean(changes)) if changes else float("nan")}
+            "background_change": float(np.nanmean(changes)) if changes else float("nan")})
 
 
 def summarize_animation(rows):
@@ -258,24 +357,74 @@ def _clean(value):
 
 
 def write_results(rows, summary, columns, out_dir, kind):
-    """<out_dir>/<kind>_metrics.csv (one row per clip) and <kind>_metrics.json (summary + rows). → paths."""
+    """<out_dir>/<kind>_metrics.csv (one row per clip) and <kind>_metrics.json (summary + rows). → paths.
+    Each file is written through a temporary sibling and renamed: a crash leaves the old one or none."""
     os.makedirs(out_dir, exist_ok=True)
     csv_path = os.path.join(out_dir, f"{kind}_metrics.csv")
     json_path = os.path.join(out_dir, f"{kind}_metrics.json")
-    with open(csv_path, "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=columns, extrasaction="ignore")
-        writer.writeheader()
-        for row in rows:
-            writer.writerow({k: ("" if _clean(row.get(k)) is None else row.get(k)) for k in columns})
-    with open(json_path, "w") as handle:
-        json.dump({"kind": kind, "summary": {k: _clean(v) for k, v in summary.items()},
-                   "clips": [{k: _clean(row.get(k)) for k in columns} for row in rows]}, handle, indent=2)
+    text = io.StringIO()
+    writer = csv.DictWriter(text, fieldnames=columns, extrasaction="ignore", lineterminator="\r\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: ("" if _clean(row.get(k)) is None else row.get(k)) for k in columns})
+    atomic_write_text(csv_path, text.getvalue())
+    atomic_write_text(json_path, json.dumps({"kind": kind, "summary": {k: _clean(v) for k, v in summary.items()},
+                                             "clips": [{k: _clean(row.get(k)) for k in columns} for row in rows]},
+                                            indent=2))
     return csv_path, json_path
 
 
-def evaluate_reconstruction(generated_root, real_root, out_dir=None, measurer=None, log=print, names=None):
+def reference_aus(aus_dir, clip_name, reference):
+    """The reference clip's (T, A) AUs from aumaker's <aus_dir>/<clip_name>.csv, or None without one.
+    Raises EvaluationError when the file does not list exactly the clip's frames."""
+    if aus_dir is None:
+        return None
+    path = Path(aus_dir) / f"{clip_name}.csv"
+    if not path.is_file():
+        return None
+    try:
+        table = read_aus(path)
+    except AUFormatError as error:
+        raise EvaluationError(str(error)) from None
+    frames = clip_frame_names(str(reference))
+    if table.frames != frames:
+        raise EvaluationError(f"{path}: lists {len(table.frames)} frames ({', '.join(table.frames[:2])}, …), not the "
+                              f"{len(frames)} frames of {reference}; re-run aumaker.py or drop --aus")
+    return table.intensity.astype(np.float64)
+
+
+def save_aus(out_dir, name, reference_name, row):
+    """The AUs a row was scored with (its '_aus', removed from it) → <out>/aus_generated/<name>.csv and
+    <out>/aus_reference/<reference_name>.csv, in aumaker's format (au_format.py)."""
+    from au_estimator import presence_from_intensity
+
+    aus = row.pop("_aus", None)
+    if aus is None:
+        return
+    for folder, clip, key in ((AUS_GENERATED, name, "generated"), (AUS_REFERENCE, reference_name, "reference")):
+        intensity = aus[key]
+        found = ~np.isnan(intensity).any(axis=1)
+        table = make_table(aus[f"{key}_frames"], np.nan_to_num(intensity), presence_from_intensity(np.nan_to_num(intensity)),
+                           found)
+        write_aus(Path(out_dir) / folder / f"{clip}.csv", table)
+
+
+def _with_aus(run, aus, au_measurer):
+    """Run ``run(au_measurer)`` with the AU measurer to use: None without AUs, the caller's, or one
+    made here for the run and closed after it."""
+    if not aus:
+        return run(None)
+    if au_measurer is not None:
+        return run(au_measurer)
+    with AUMeasurer() as own:
+        return run(own)
+
+
+def evaluate_reconstruction(generated_root, real_root, out_dir=None, measurer=None, log=print, names=None,
+                            aus=True, au_measurer=None, aus_dir=None):
     """Score every generated clip (or those in ``names``) that has a real clip of the same name.
-    → (rows, summary)."""
+    ``aus``: add the AU fidelity (AU_COLUMNS) with ``au_measurer`` (default: one made for this call);
+    ``aus_dir``: aumaker CSVs of the real clips to use instead of measuring them. → (rows, summary)."""
     clips = generated_clips(generated_root)
     if names is not None:
         clips = {name: path for name, path in clips.items() if name in set(names)}
@@ -283,14 +432,33 @@ def evaluate_reconstruction(generated_root, real_root, out_dir=None, measurer=No
     if not matched:
         raise EvaluationError(f"{generated_root}: no generated clip matches a clip in {real_root}")
     measurer = measurer or FaceMeasurer()
-    rows = []
-    for name, path in matched.items():
-        rows.append(evaluate_reconstruction_clip(path, _find_clip(real_root, name), measurer))
-        rows[-1]["clip"] = name
-        log(f"{name}: L1 {rows[-1]['l1']:.4f}  AKD {rows[-1]['akd']:.2f}  MKR {rows[-1]['mkr']:.3f}  AED {rows[-1]['aed']:.3f}")
+    out_dir = out_dir or generated_root
+
+    def run(au):
+        rows = []
+        for name, path in matched.items():
+            real = _find_clip(real_root, name)
+            known = reference_aus(aus_dir, name, real) if au is not None else None
+            rows.append(evaluate_reconstruction_clip(path, real, measurer, au, known))
+            rows[-1]["clip"] = name
+            save_aus(out_dir, name, name, rows[-1])
+            log(f"{name}: L1 {rows[-1]['l1']:.4f}  AKD {rows[-1]['akd']:.2f}  MKR {rows[-1]['mkr']:.3f}  "
+                f"AED {rows[-1]['aed']:.3f}" + _au_log(rows[-1]))
+        return rows
+
+    rows = _with_aus(run, aus, au_measurer)
     summary = summarize_reconstruction(rows)
-    write_results(rows, summary, RECONSTRUCTION_COLUMNS, out_dir or generated_root, "reconstruction")
+    if aus:
+        summary.update(au_metrics.pool(rows))
+    write_results(rows, summary, RECONSTRUCTION_COLUMNS + (AU_COLUMNS if aus else ()), out_dir, "reconstruction")
     return rows, summary
+
+
+def _au_log(row):
+    if "au_f1" not in row:
+        return ""
+    return (f"  AU r {row['au_correlation']:.3f}  F1 {row['au_f1']:.3f}  apex ±{row['au_timing_error']:.0f}  "
+            f"ratio {row['au_intensity_ratio']:.3f}")
 
 
 def read_pairs_map(path):
@@ -300,14 +468,12 @@ def read_pairs_map(path):
     return {pair.name: (pair.driving, pair.target) for pair in read_pairs(path)}
 
 
-def evaluate_animation(generated_root, driving_root, target_root, pairs_csv=None, out_dir=None, measurer=None,
-                       log=print):
-    """Score every generated clip ``<driving>-<target>`` against its driving clip and target face.
-    → (rows, summary)."""
+def animation_jobs(generated_root, driving_root, target_root, pairs_csv=None):
+    """[(name, clip path, (driving name, target name), driving path, target path)] of a folder of
+    animations; raises EvaluationError when nothing (or a named driving clip / target) is found."""
     pairs = read_pairs_map(pairs_csv) if pairs_csv else None
-    clips = generated_clips(generated_root)
     jobs = []
-    for name, path in clips.items():
+    for name, path in generated_clips(generated_root).items():
         resolved = resolve_pair(name, driving_root, target_root, pairs)
         if resolved is None:
             continue
@@ -319,32 +485,84 @@ def evaluate_animation(generated_root, driving_root, target_root, pairs_csv=None
     if not jobs:
         raise EvaluationError(f"{generated_root}: no generated clip named <driving>-<target> matches a clip in "
                               f"{driving_root} and a face in {target_root}")
+    return jobs
+
+
+def evaluate_animation(generated_root, driving_root, target_root, pairs_csv=None, out_dir=None, measurer=None,
+                       log=print, aus=True, au_measurer=None, aus_dir=None):
+    """Score every generated clip ``<driving>-<target>`` against its driving clip and target face.
+    ``aus``, ``au_measurer``, ``aus_dir``: as evaluate_reconstruction (``aus_dir`` holds the driving
+    clips' AUs). → (rows, summary)."""
+    jobs = animation_jobs(generated_root, driving_root, target_root, pairs_csv)
     measurer = measurer or FaceMeasurer()
-    rows = []
-    for name, path, (driving_name, target_name), driving, target in jobs:
-        row = {"pair": name, "driving": driving_name, "target": target_name}
-        row.update(evaluate_animation_clip(path, driving, read_image(target), measurer))
-        rows.append(row)
-        log(f"{name}: identity AED {row['identity_aed']:.3f}  motion r {row['motion_correlation']:.3f}  "
-            f"ratio {row['motion_magnitude_ratio']:.3f}  background {row['background_change']:.4f}")
+    out_dir = out_dir or generated_root
+
+    def run(au):
+        rows = []
+        measured = {}   # a driving clip drives several targets: measure it once per frame size
+        for name, path, (driving_name, target_name), driving, target in jobs:
+            known = reference_aus(aus_dir, driving_name, driving) if au is not None else None
+            key = (str(driving), _first_frame_shape(path)) if au is not None and known is None else None
+            row = {"pair": name, "driving": driving_name, "target": target_name}
+            row.update(evaluate_animation_clip(path, driving, read_image(target), measurer, au,
+                                               known if key is None else measured.get(key)))
+            if key is not None:
+                measured[key] = row["_aus"]["reference"]
+            save_aus(out_dir, name, driving_name, row)
+            rows.append(row)
+            log(f"{name}: identity AED {row['identity_aed']:.3f}  motion r {row['motion_correlation']:.3f}  "
+                f"ratio {row['motion_magnitude_ratio']:.3f}  background {row['background_change']:.4f}"
+                + _au_log(row))
+        return rows
+
+    rows = _with_aus(run, aus, au_measurer)
     summary = summarize_animation(rows)
-    write_results(rows, summary, ANIMATION_COLUMNS, out_dir or generated_root, "animation")
+    if aus:
+        summary.update(au_metrics.pool(rows))
+    write_results(rows, summary, ANIMATION_COLUMNS + (AU_COLUMNS if aus else ()), out_dir, "animation")
     return rows, summary
 
 
+def _first_frame_shape(clip):
+    """(H, W) of a clip's first frame (the size its driving clip is measured at)."""
+    return next(iter_clip(str(clip)))[1].shape[:2]
+
+
+def _add_au_options(parser, reference):
+    parser.add_argument("--no_aus", action="store_true",
+                        help="skip the AU fidelity metrics (the AU estimator costs ~13 ms per frame)")
+    parser.add_argument("--aus", default=None, metavar="DIR",
+                        help=f"aumaker.py CSVs of the {reference} clips (DIR/<clip>.csv), used where they exist "
+                             "instead of measuring those clips")
+
+
 def build_parser():
-    parser = argparse.ArgumentParser(description="Score generated clips with dlib landmarks and face descriptors.")
+    parser = argparse.ArgumentParser(description="Score generated clips with dlib landmarks, face descriptors and "
+                                                 "action units (MediaPipe blendshape proxies).")
     sub = parser.add_subparsers(dest="kind", required=True)
     rec = sub.add_parser("reconstruction", help="generated clips against the real clips they reconstruct")
     rec.add_argument("--generated", required=True, help="folder of generated clips (frame folders or videos)")
     rec.add_argument("--real", required=True, help="folder of the real clips (same names)")
     rec.add_argument("--out", default=None, help="where the CSV and JSON go (default: --generated)")
+    _add_au_options(rec, "real")
     ani = sub.add_parser("animation", help="animated clips <driving>-<target> against drivers and targets")
     ani.add_argument("--generated", required=True, help="folder of generated clips named <driving>-<target>")
     ani.add_argument("--driving", required=True, help="folder of the driving clips")
     ani.add_argument("--targets", default=None, help="folder of the target faces (default: --driving)")
     ani.add_argument("--pairs", default=None, help="pairs CSV (columns source, driving) to resolve the names")
     ani.add_argument("--out", default=None, help="where the CSV and JSON go (default: --generated)")
+    _add_au_options(ani, "driving")
+    com = sub.add_parser("compare", help="several methods' animations of the same pairs: one table and one page")
+    com.add_argument("--method", action="append", required=True, metavar="NAME=DIR",
+                     help="a method's animation output folder (its animation_metrics.json is computed when "
+                          "missing); repeat for every method, in the order of the table's rows")
+    com.add_argument("--driving", required=True, help="folder of the driving clips")
+    com.add_argument("--targets", default=None, help="folder of the target faces (default: --driving)")
+    com.add_argument("--pairs", default=None, help="pairs CSV (columns source, driving) to resolve the names")
+    com.add_argument("--out", required=True, help="where compare.csv, compare.md, index.html and the plots go")
+    com.add_argument("--recompute", action="store_true", help="score every method again even if its metrics exist")
+    com.add_argument("--fps", type=float, default=10.0, help="frame rate of the page's GIFs (default 10)")
+    _add_au_options(com, "driving")
     return parser
 
 
@@ -353,17 +571,44 @@ def main(argv=None):
     from inference import AnimationError
     from modules.face_landmarks import FaceModelError
 
+    if args.kind == "compare":
+        # The newer convention (errors.py): one line 'evaluate.py: error: …', exit 2.
+        try:
+            import compare_page
+
+            compare_page.compare(parse_methods(args.method), args.driving, args.out, args.targets or args.driving,
+                                 args.pairs, aus=not args.no_aus, aus_dir=args.aus, recompute=args.recompute,
+                                 fps=args.fps)
+        except (InputError, MediaError, AnimationError, FaceModelError) as error:
+            return report("evaluate.py", error if isinstance(error, InputError) else EvaluationError(str(error)))
+        return 0
     try:
         if args.kind == "reconstruction":
-            _, summary = evaluate_reconstruction(args.generated, args.real, args.out)
+            _, summary = evaluate_reconstruction(args.generated, args.real, args.out, aus=not args.no_aus,
+                                                 aus_dir=args.aus)
         else:
             _, summary = evaluate_animation(args.generated, args.driving, args.targets or args.driving, args.pairs,
-                                            args.out)
-    except (EvaluationError, MediaError, AnimationError, FaceModelError, OSError) as error:
+                                            args.out, aus=not args.no_aus, aus_dir=args.aus)
+    except (InputError, MediaError, AnimationError, FaceModelError, OSError) as error:
+        # Kept as it was (tests/test_evaluate.py): one line, exit 1.
         print(f"evaluate.py: {error}", file=sys.stderr)
         return 1
     print(json.dumps({k: _clean(v) for k, v in summary.items()}, indent=2))
     return 0
+
+
+def parse_methods(values):
+    """['NAME=DIR', …] → {NAME: Path(DIR)} in order; raises EvaluationError for a bad or repeated one."""
+    methods = {}
+    for value in values:
+        name, sep, folder = value.partition("=")
+        name = name.strip()
+        if not sep or not name or not folder:
+            raise EvaluationError(f"--method {value}: expected NAME=DIR (e.g. fp-fomm=results/fp-fomm/animation)")
+        if name in methods:
+            raise EvaluationError(f"--method {value}: the name {name} is given twice")
+        methods[name] = Path(folder)
+    return methods
 
 
 if __name__ == "__main__":

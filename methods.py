@@ -120,3 +120,4 @@ register("fomm", "modules.method:FOMM",
 register("fpb-fomm", "modules.fpb_fomm.method:FPB_FOMM")
 register("ulme-gan", "modules.ganimation.method:ULME_GAN")
 register("ganimation", "modules.ganimation.method:GANIMATION")
+register("mraa", "modules.mraa.method:MRAA", infer=lambda mp: "region_predictor_params" in mp)

@@ -86,14 +86,20 @@ class RegionPredictor(nn.Module):
         if self.scale_factor != 1:
             x = self.down(x)
         feature_map = self.predictor(x)
-        logits = self.regions(feature_map)
+        jacobian_map = self.jacobian(feature_map) if self.jacobian is not None else None
+        return self.params_from_logits(self.regions(feature_map), jacobian_map)
+
+    def params_from_logits(self, logits, jacobian_map=None):
+        """The region parameters from the heads' outputs: logits (B, R, h, w), jacobian_map (B, 4, h, w)
+        or None (the ``jacobian`` head's output when it exists). The geometry after the convolutions,
+        split out so that a driver can run the convolutions in bf16 and this in float32."""
         b, r, h, w = logits.shape
         region = F.softmax(logits.view(b, r, -1) / self.temperature, dim=2).view(b, r, h, w)
 
         params = self.region2affine(region)
         params["heatmap"] = region
         if self.jacobian is not None:
-            jacobian_map = self.jacobian(feature_map).reshape(b, 1, 4, h, w)
+            jacobian_map = jacobian_map.reshape(b, 1, 4, h, w)
             jacobian = (region.unsqueeze(2) * jacobian_map).view(b, r, 4, -1).sum(dim=-1).view(b, r, 2, 2)
             params["affine"] = jacobian
             params["covar"] = torch.matmul(jacobian, jacobian.permute(0, 1, 3, 2))

@@ -10,6 +10,12 @@ already fill the frame. Motion is relative (the config's normalisation) unless `
 ``--best_frame N`` / ``--find_best_frame`` start the relative motion from driving frame N / from the
 frame whose landmarks best match the target's. The result is the generated clip (``--side_by_side``:
 driving | target | generated) as mp4 or gif, by the extension of --result_video.
+
+AU-driven methods (ULME-GAN, GANimation: model_params.method ulme-gan / ganimation) are driven by action
+units instead: the driving video's AUs are measured on the fly (au_estimator.py, MediaPipe), or
+``--driving_aus TABLE`` gives them directly, as an aumaker CSV or OpenFace's FeatureExtraction CSV (a
+row per frame; write the AUxx_r intensities 0–5 you want and AUxx_c 1 where an AU is on), with no
+video needed. The config's animate_params (re_code, fitting, factor) shape the sequence.
 """
 import argparse
 import itertools
@@ -36,7 +42,10 @@ def build_parser():
     parser.add_argument("--config", required=True, help="the YAML config the checkpoint was trained with")
     parser.add_argument("--checkpoint", required=True, help="trained checkpoint (.pth.tar)")
     parser.add_argument("--source_image", required=True, help="the target face (an image file)")
-    parser.add_argument("--driving_video", required=True, help="driving clip: a video file or a folder of frames")
+    parser.add_argument("--driving_video", default=None, help="driving clip: a video file or a folder of frames")
+    parser.add_argument("--driving_aus", default=None,
+                        help="AU-driven methods only: the AU table that drives the face (aumaker or OpenFace "
+                             "FeatureExtraction CSV), instead of AUs measured on --driving_video")
     parser.add_argument("--result_video", default="result.mp4", help="output, .mp4 or .gif (default: result.mp4)")
     parser.add_argument("--crop", action="store_true", help="detect and crop the faces as preprocess.py does")
     parser.add_argument("--margin", type=float, default=0.0,
@@ -133,6 +142,75 @@ def _frames(path):
     return (frame for _, frame in iter_clip(path))
 
 
+def run_au_demo(config, checkpoint, source_image, driving_video, result_video, driving_aus=None, crop=False,
+                margin=0.0, show_side_by_side=False, device="cpu", fps=None, batch_frames=None, precision="fp32",
+                grayscale=None, overwrite=False, estimator=None):
+    """The demo of an AU-driven method: the photo driven by ``driving_aus`` (a table file) or by the AUs
+    measured on ``driving_video`` (``estimator(image) → (intensity, presence) | None``; default
+    au_estimator's MediaPipe estimator, opened once and closed). → {'frames', 'reference_frame', 'path'}."""
+    from modules.ganimation.driver import measure_table, read_driving_aus
+
+    if os.path.exists(result_video) and not overwrite:
+        raise AnimationError(f"{result_video} exists already; pass --overwrite to replace it")
+    if os.path.splitext(result_video)[1].lower() not in (".mp4", ".gif"):
+        raise AnimationError(f"--result_video {result_video}: must end in .mp4 or .gif")
+    if (driving_video is None) == (driving_aus is None):
+        raise AnimationError("give one of --driving_video (AUs measured on it) or --driving_aus (an AU table)")
+    frame_size = tuple(config["dataset_params"]["frame_shape"][:2])
+    target_raw = read_image(source_image)
+    framing = Framing(frame_size)
+    landmarker = LazyLandmarker(None)
+    if crop:
+        framing.square = face_square(landmarker(), [target_raw], margin, source_image, limit=1)
+    target = framing.model(target_raw)
+    frames = None
+    if driving_aus is not None:
+        table = read_driving_aus(driving_aus)
+    else:
+        driving_framing = Framing(frame_size)
+        if crop:
+            driving_framing.square = face_square(landmarker(), _frames(driving_video), margin, driving_video)
+        frames = [driving_framing.model(raw) for raw in _frames(driving_video)]
+        if not frames:
+            raise AnimationError(f"{driving_video}: no frames")
+        table = measure_table([driving_framing.measure(raw) for raw in _frames(driving_video)],
+                              estimator or _au_estimator())
+    driver, checkpoint_dict = inference.open_driver(config, checkpoint, device, precision, False, batch_frames)
+    gray = decide_gray(grayscale or config["animate_params"]["grayscale"], driver.num_channels, checkpoint_dict,
+                       target, frames[0] if frames else target)
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        pair = driver.start(target, clip=driving_aus or driving_video, target_name=source_image, table=table,
+                            gray=gray)
+    for warning in caught:
+        print(f"demo.py: {warning.message}", file=sys.stderr)
+    count = len(table.frames)
+    with VideoWriter(result_video, fps or config["animate_params"]["fps"]) as writer:
+        for start in range(0, count, driver.batch_frames):
+            batch = list(range(start, min(count, start + driver.batch_frames)))
+            for index, generated in zip(batch, driver.generate(pair, batch, None, gray)):
+                shown = side_by_side(frames[index], target, generated) if show_side_by_side and frames else generated
+                writer.write(shown)
+    return {"frames": count, "reference_frame": 0, "path": result_video}
+
+
+def _au_estimator():
+    """A callable measuring one frame's AUs with MediaPipe (au_estimator.py); the landmarker is closed at exit."""
+    import atexit
+
+    import au_estimator
+
+    try:
+        model_path, _ = au_estimator.default_model()
+        estimator = au_estimator.BlendshapeAUEstimator(model_path)
+    except au_estimator.AUEstimatorError as error:
+        raise AnimationError(f"cannot measure the driving video's AUs: {error}; give --driving_aus instead") from None
+    atexit.register(estimator.close)
+    return estimator.estimate
+
+
 def run_demo(config, checkpoint, source_image, driving_video, result_video, crop=False, margin=0.0,
              relative=None, adapt_scale=None, best_frame=None, find_best=False, show_side_by_side=False,
              device="cpu", fps=None, batch_frames=None, precision="fp32", compile=False, grayscale=None,
@@ -143,6 +221,8 @@ def run_demo(config, checkpoint, source_image, driving_video, result_video, crop
         raise AnimationError(f"{result_video} exists already; pass --overwrite to replace it")
     if os.path.splitext(result_video)[1].lower() not in (".mp4", ".gif"):
         raise AnimationError(f"--result_video {result_video}: must end in .mp4 or .gif")
+    if driving_video is None:
+        raise AnimationError("--driving_video is needed (--driving_aus instead works for AU-driven methods only)")
     params = config["animate_params"]
     frame_size = tuple(config["dataset_params"]["frame_shape"][:2])
     target_raw = read_image(source_image)
@@ -215,6 +295,19 @@ def main(argv=None):
     try:
         config = load_config(args.config)
         device = select_device("cpu" if args.cpu else args.device)
+        import methods
+
+        if getattr(methods.get(config["model_params"]["method"]), "driven_by_aus", False):
+            result = run_au_demo(config, args.checkpoint, args.source_image, args.driving_video, args.result_video,
+                                 driving_aus=args.driving_aus, crop=args.crop, margin=args.margin,
+                                 show_side_by_side=args.side_by_side, device=device, fps=args.fps,
+                                 batch_frames=args.batch_frames, precision=args.precision, grayscale=args.grayscale,
+                                 overwrite=args.overwrite)
+            print(f"{result['path']}: {result['frames']} frames")
+            return 0
+        if args.driving_aus is not None:
+            raise AnimationError(f"--driving_aus drives AU-driven methods (ulme-gan, ganimation), not "
+                                 f"{config['model_params']['method']}; give --driving_video")
         result = run_demo(config, args.checkpoint, args.source_image, args.driving_video, args.result_video,
                           crop=args.crop, margin=args.margin, relative=args.relative, adapt_scale=args.adapt_scale,
                           best_frame=args.best_frame, find_best=args.find_best_frame,

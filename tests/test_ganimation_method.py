@@ -337,3 +337,88 @@ def test_a_clip_without_an_au_table_is_one_line(trained, au_faces, tmp_path, cap
     failed = [r.getMessage() for r in caplog.records if "FAILED" in r.getMessage()]
     assert code != 0 and failed and f"no AU table for driving clip {TEST_CLIP}; run python aumaker.py" in failed[0]
     assert "\n" not in failed[0]
+
+
+# ------------------------------------------------------------------------------------------------ demo, import, benchmark
+
+def _openface_csv(path, intensity, presence):
+    """An OpenFace FeatureExtraction CSV (", "-separated, 1-based frames, AU28_c included)."""
+    names = list(au_format.AU_NAMES)
+    header = (["frame", "face_id", "timestamp", "confidence", "success"] + [f"{n}_r" for n in names]
+              + [f"{n}_c" for n in names[:16]] + ["AU28_c", "AU45_c"])
+    lines = [", ".join(header)]
+    for t, (r, c) in enumerate(zip(intensity, presence)):
+        cells = [t + 1, 0, t * 0.04, 0.98, 1, *r, *c[:16], 0, c[16]]
+        lines.append(", ".join(str(float(v)) if i > 4 else str(v) for i, v in enumerate(cells)))
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_demo_drives_a_photo_by_an_openface_au_table(trained, au_faces, tmp_path):
+    import demo
+
+    config = write_config(tmp_path / "c.yaml", TINY["ulme-gan"], au_faces)
+    table_path = _openface_csv(tmp_path / "aus.csv", CLIP_R, CLIP_C)
+    result = tmp_path / "out.mp4"
+    target = au_faces / "test" / TARGET / "img1.png"
+    code = demo.main(["--config", str(config), "--checkpoint", str(trained), "--source_image", str(target),
+                      "--driving_aus", str(table_path), "--result_video", str(result), "--cpu"])
+    assert code == 0 and result.is_file()
+    from video_io import iter_clip
+
+    assert len(list(iter_clip(str(result)))) == 3
+    # The same sequence the animate test checks frame by frame (re-encoded, linear fitting).
+    from modules.ganimation.driver import read_driving_aus
+
+    sequence, _ = driving_sequence(read_driving_aus(table_path), SequenceOptions())
+    np.testing.assert_allclose(sequence, EXPECTED["linear re-encoded"][1] / 5, atol=1e-6)
+
+
+def test_demo_refuses_driving_aus_for_other_methods_and_a_missing_driving_input(trained, au_faces, tmp_path, capsys):
+    import demo
+
+    config = write_config(tmp_path / "c.yaml", TINY["ulme-gan"], au_faces)
+    target = au_faces / "test" / TARGET / "img1.png"
+    code = demo.main(["--config", str(config), "--checkpoint", str(trained), "--source_image", str(target),
+                      "--result_video", str(tmp_path / "o.mp4"), "--cpu"])
+    assert code == 2 and "give one of --driving_video" in capsys.readouterr().err
+    fomm = write_config(tmp_path / "f.yaml", "config/tiny.yaml", au_faces)
+    code = demo.main(["--config", str(fomm), "--checkpoint", str(trained), "--source_image", str(target),
+                      "--driving_aus", "x.csv", "--result_video", str(tmp_path / "o.mp4"), "--cpu"])
+    assert code == 2 and "--driving_aus drives AU-driven methods" in capsys.readouterr().err
+
+
+def test_an_original_net_gen_file_imports_and_animates(trained, au_faces, tmp_path, capsys):
+    from modules.ganimation import method as spec
+
+    saved = ckpt.read_checkpoint(str(trained))
+    torch.save(saved["gen"], tmp_path / "30_net_gen.pth")          # the original's save_ckpt: a plain state dict
+    out = tmp_path / "imported.pth.tar"
+    assert spec.main([str(tmp_path / "30_net_gen.pth"), "--out", str(out)]) == 0
+    imported = ckpt.read_checkpoint(str(out))
+    assert set(imported) == {"gen"} and all(torch.equal(imported["gen"][k], v) for k, v in saved["gen"].items())
+    config = write_config(tmp_path / "c.yaml", TINY["ulme-gan"], au_faces)
+    code, err = run_main(capsys, "--config", config, "--mode", "animate", "--checkpoint", out, "--cpu",
+                         "--out", tmp_path / "anim")
+    assert code == 0, err
+    torch.save({"x": 1}, tmp_path / "bad.pth")
+    assert spec.main([str(tmp_path / "bad.pth"), "--out", str(tmp_path / "b.tar")]) == 2
+    assert "not a plain state dict" in capsys.readouterr().err
+
+
+def test_generator_steps_count_within_the_epoch():
+    from modules.ganimation.training import GanimationTraining, batches_per_epoch
+
+    assert batches_per_epoch(8, 2) == 4 and batches_per_epoch(9, 4, world_size=2) == 2
+    training = GanimationTraining.__new__(GanimationTraining)
+    training.params, training.num_samples, training.world_size = {"batch_size": 2}, 14, 1   # 7 steps per epoch
+    assert [training.step_in_epoch(1, i) for i in (7, 8, 13)] == [0, 1, 6]
+
+
+def test_benchmark_quick_mode_writes_its_figures(tmp_path):
+    from benchmarks import bench_ganimation
+
+    assert bench_ganimation.main(["--quick", "--frames", "4", "--repeats", "1", "--out", str(tmp_path)]) == 0
+    result = yaml.safe_load((tmp_path / "bench_ganimation_quick.json").read_text())
+    assert set(result["ms_per_frame"]) == {"a", "o", "b", "c"} and result["max_abs_diff_vs_a"]["b"] <= 1e-5
+    assert (tmp_path / "bench_ganimation_quick.md").is_file()

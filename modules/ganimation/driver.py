@@ -272,3 +272,39 @@ def original_forward(gen, image, aus):
             color, attention, _ = gen(image, au[None])
             outputs.append(compose(image, color, attention))
     return torch.cat(outputs)
+
+
+def read_driving_aus(path):
+    """An AU table given by hand (demo.py --driving_aus): aumaker's CSV (au_format.py) or OpenFace's
+    FeatureExtraction CSV (``frame``, ``confidence``, ``success``, ``AUxx_r``, ``AUxx_c``; AU28_c ignored).
+    → AUTable, rows in frame order. Raises an InputError naming the file."""
+    import csv
+
+    import openface
+
+    try:
+        with open(path, newline="") as handle:
+            header = next(csv.reader(handle), [])
+    except OSError as error:
+        raise AnimationError(f"--driving_aus {path}: cannot read it ({error.strerror or error})") from None
+    if tuple(cell.strip() for cell in header) == au_format.COLUMNS:
+        return au_format.read_aus(path)
+    head, rows = openface.read_openface_csv(path)
+    if "frame" not in head or not rows:
+        raise AnimationError(f"--driving_aus {path}: neither an aumaker AU file nor OpenFace FeatureExtraction "
+                             "output (columns frame, confidence, success, AU01_r … AU45_c)")
+    count = max(int(row[head.index("frame")]) for row in rows)
+    table, _ = openface.import_feature_extraction(path, [f"frame{i + 1}" for i in range(count)])
+    return table
+
+
+def measure_table(frames, estimate):
+    """AUs of driving frames measured on the fly: frames [(H, W, 3) uint8], estimate(image) → (intensity,
+    presence) or None → AUTable (found=0 where no face)."""
+    intensity, presence, found = [], [], []
+    for frame in frames:
+        measured = estimate(frame)
+        found.append(measured is not None)
+        intensity.append(measured[0] if measured is not None else au_format.empty_rows(1)[0])
+        presence.append(measured[1] if measured is not None else au_format.empty_rows(1)[0])
+    return au_format.make_table([f"frame{i + 1}" for i in range(len(frames))], intensity, presence, found)

@@ -71,6 +71,8 @@ class GanimationFamily:
     """GANimation / ULME-GAN: one spec class, two registry names (their configs differ in the lambdas)."""
 
     uses_prior = False
+    # demo.py drives these methods by an AU table or by AUs measured on the driving video.
+    driven_by_aus = True
     sections = {"model_params": MODEL_PARAMS, "train_params": TRAIN_PARAMS, "dataset_params": DATASET_PARAMS,
                 "animate_params": ANIMATE_PARAMS}
     animation_networks = ("gen",)
@@ -137,3 +139,52 @@ class GanimationFamily:
 
 ULME_GAN = GanimationFamily("ulme-gan")
 GANIMATION = GanimationFamily("ganimation")
+
+
+def import_original(gen_path, out_path, dis_path=None):
+    """The original's ``<epoch>_net_gen.pth`` (and ``<epoch>_net_dis.pth``), plain state dicts, as a checkpoint
+    of this project ({'gen': …, 'dis': …}) that ``--checkpoint`` takes for animation and fine-tuning.
+    Read with weights_only=True; written atomically. Returns ``out_path``."""
+    import torch
+
+    import checkpoint as ckpt
+
+    data = {}
+    for name, path in (("gen", gen_path), ("dis", dis_path)):
+        if path is None:
+            continue
+        state = ckpt.read_checkpoint(str(path))
+        if name in state and isinstance(state[name], dict):   # already one of ours
+            state = state[name]
+        if not all(torch.is_tensor(v) for v in state.values()):
+            raise ckpt.CheckpointError(f"{path}: not a plain state dict of the original's net_{name}")
+        data[name] = state
+    ckpt.write_atomically(data, str(out_path))
+    return out_path
+
+
+def main(argv=None):
+    """python -m modules.ganimation.method GEN.pth [--dis DIS.pth] --out model.pth.tar"""
+    import argparse
+    import sys
+
+    from errors import InputError, report
+
+    parser = argparse.ArgumentParser(description="Import an original GANimation / ULME-GAN checkpoint "
+                                                 "(<epoch>_net_gen.pth, optionally <epoch>_net_dis.pth).")
+    parser.add_argument("gen", help="the original's <epoch>_net_gen.pth")
+    parser.add_argument("--dis", default=None, help="the original's <epoch>_net_dis.pth (to fine-tune with it)")
+    parser.add_argument("--out", required=True, help="the checkpoint to write (.pth.tar)")
+    args = parser.parse_args(argv)
+    try:
+        import_original(args.gen, args.out, args.dis)
+    except InputError as error:
+        return report("modules.ganimation.method", error)
+    print(f"{args.out}: gen" + (" and dis" if args.dis else ""), file=sys.stdout)
+    return 0
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.exit(main())

@@ -16,7 +16,6 @@ listed in <out>/not_found_report.csv. A re-run skips clips whose frames, AU sour
 unchanged (<out>/.aumaker/<clip>.json records what made each CSV). Exit codes: 0 done; 1 some
 clips failed (unreadable frames), listed one line each; 2 unusable input (flags, OpenFace files).
 """
-import argparse
 import csv
 import io
 import json
@@ -29,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from au_format import au_path, atomic_write_text, empty_rows, make_table, write_aus
+from cli_args import OneLineParser
 from errors import EXIT_FAILED, EXIT_OK, InputError, RunError, report
 from fileio import check_output_dir, disk_full_error, is_disk_full
 from frame_io import FrameError, clip_folders, frames_fingerprint, list_frames, read_rgb
@@ -256,7 +256,8 @@ def summary(results, report_path):
 # --------------------------------------------------------------------------- command line
 
 def build_parser():
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
+        prog="aumaker.py",
         description="Per-frame action-unit intensities (OpenFace's 17 AUs, 0-5, and presence 0/1) for every clip "
                     "under ROOT/train and ROOT/test; one CSV <out>/<clip>.csv per clip. Built-in estimator: "
                     "MediaPipe face blendshapes (proxies, see docs/aumaker.md); or import OpenFace's CSVs. "

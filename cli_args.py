@@ -36,3 +36,13 @@ positive_int = ranged(int, low=1)
 non_negative_int = ranged(int, low=0)
 positive_float = ranged(float, above=0)
 UPSAMPLE = ranged(int, low=0, high=4)   # dlib's detector: each step doubles the image; 4 is already ×16
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse whose errors are one line and exit 2 (EXIT_INPUT), like every other input error;
+    plain argparse prints the whole usage block first."""
+
+    def error(self, message):
+        from errors import EXIT_INPUT
+
+        self.exit(EXIT_INPUT, f"{self.prog}: error: {message} (see {self.prog} --help)\n")

@@ -57,7 +57,9 @@ NUM = (int, float)
 BOOL = bool
 
 _FLIP = Section({"horizontal_flip": Field(BOOL, False), "time_flip": Field(BOOL, False)}, required=False)
-_JITTER = Section({k: Field(NUM, 0.0) for k in ("brightness", "contrast", "saturation", "hue")}, required=False)
+# torchvision's ColorJitter ranges: factors ≥ 0, hue a fraction of the colour wheel in 0..0.5.
+_JITTER = Section({**{k: Field(NUM, 0.0, low=0) for k in ("brightness", "contrast", "saturation")},
+                   "hue": Field(NUM, 0.0, low=0, high=0.5)}, required=False)
 # FOMM's geometric augmentations (augmentation.py checks shapes and ranges). Each key is required
 # inside its section, so an absent section stays None (off) instead of switching on with defaults.
 _CROP = Section({"size": Field(list, item=int, low=1)}, required=False)
@@ -80,7 +82,7 @@ TRAIN_COMMON = {
 SCHEMA = Section({
     "dataset_params": Section({
         "root_dir": Field(str),
-        "frame_shape": Field(list, [256, 256, 3], item=int),
+        "frame_shape": Field(list, [256, 256, 3], item=int, low=1),
         "id_sampling": Field(BOOL, False),
         "pairs_list": Field(str, None, nullable=True),
         "augmentation_params": Section({"flip_param": _FLIP, "rotation_param": _ROTATION, "resize_param": _RESIZE,

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from cli_args import positive_int
+from cli_args import OneLineParser, positive_int
 from errors import EXIT_OK, InputError, RunError, report
 from fileio import check_output_dir, disk_full_error, is_disk_full
 
@@ -365,7 +365,8 @@ def evaluate(layout, methods):
 # --------------------------------------------------------------------------- driver
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = OneLineParser(prog="demo_pipeline.py", description=__doc__,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default=str(REPO / "demo_output"), help="output folder (default: demo_output)")
     parser.add_argument("--fresh", action="store_true",
                         help="delete the output folder first (downloads are kept); the only way this tool deletes "

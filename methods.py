@@ -120,4 +120,7 @@ register("fomm", "modules.method:FOMM",
 register("fpb-fomm", "modules.fpb_fomm.method:FPB_FOMM")
 register("ulme-gan", "modules.ganimation.method:ULME_GAN")
 register("ganimation", "modules.ganimation.method:GANIMATION")
+register("tpsmm", "modules.tpsmm.method:TPSMM", infer=lambda mp: "num_tps" in _common(mp))
+register("tpsmm-me", "modules.tpsmm.method:TPSMM_ME")
+register("tpsrau", "modules.tpsmm.method:TPSRAU")
 register("mraa", "modules.mraa.method:MRAA", infer=lambda mp: "region_predictor_params" in mp)

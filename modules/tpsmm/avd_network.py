@@ -19,10 +19,11 @@ class AVDNetwork(nn.Module):
     kp_source: {'fg_kp': (B, K·5, 2)} gives the identity; kp_random: {'fg_kp': (B, K·5, 2)} the pose.
     """
 
-    def __init__(self, num_tps, id_bottle_size=64, pose_bottle_size=64):
+    def __init__(self, num_tps, id_bottle_size=64, pose_bottle_size=64, num_kps=5):
         super().__init__()
-        input_size = 5 * 2 * num_tps
+        input_size = num_kps * 2 * num_tps
         self.num_tps = num_tps
+        self.num_kps = num_kps
         # Indices 0, 1, 3, 4, ... are checkpoint names (Linear, BatchNorm1d, ReLU triples).
         self.id_encoder = _mlp([input_size, 256, 512, 1024, id_bottle_size], inplace=True)
         self.pose_encoder = _mlp([input_size, 256, 512, 1024, pose_bottle_size], inplace=True)
@@ -33,4 +34,4 @@ class AVDNetwork(nn.Module):
         pose_emb = self.pose_encoder(kp_random["fg_kp"].reshape(bs, -1))
         id_emb = self.id_encoder(kp_source["fg_kp"].reshape(bs, -1))
         rec = self.decoder(torch.cat([pose_emb, id_emb], dim=1))
-        return {"fg_kp": rec.view(bs, self.num_tps * 5, -1)}
+        return {"fg_kp": rec.view(bs, self.num_tps * self.num_kps, -1)}

@@ -40,15 +40,17 @@ class DenseMotionNetwork(nn.Module):
     """
 
     def __init__(self, block_expansion, num_blocks, max_features, num_tps, num_channels,
-                 scale_factor=0.25, bg=False, multi_mask=True, kp_variance=0.01):
+                 scale_factor=0.25, bg=False, multi_mask=True, kp_variance=0.01, num_kps=5):
         super().__init__()
+        # num_kps: control points per TPS (5 in TPSMM; TPSMM-ME uses 8).
+        self.num_kps = num_kps
         if scale_factor != 1:
             self.down = AntiAliasInterpolation2d(num_channels, scale_factor)
         self.scale_factor = scale_factor
         self.multi_mask = multi_mask
 
         self.hourglass = Hourglass(block_expansion=block_expansion,
-                                   in_features=num_channels * (num_tps + 1) + num_tps * 5 + 1,
+                                   in_features=num_channels * (num_tps + 1) + num_tps * num_kps + 1,
                                    max_features=max_features, num_blocks=num_blocks)
         widths = self.hourglass.out_channels
         self.maps = nn.Conv2d(widths[-1], num_tps + 1, kernel_size=(7, 7), padding=(3, 3))
@@ -81,10 +83,10 @@ class DenseMotionNetwork(nn.Module):
 
     def create_transformations(self, source_image, kp_driving, kp_source, bg_param):
         """(B, K+1, h, w, 2) sampling grids: the background (identity, or ``bg_param`` applied to it),
-        then the K TPS warps fitted driving → source on groups of 5 keypoints."""
+        then the K TPS warps fitted driving → source on groups of ``num_kps`` (5) keypoints."""
         bs, _, h, w = source_image.shape
-        kp_1 = kp_driving["fg_kp"].view(bs, -1, 5, 2)
-        kp_2 = kp_source["fg_kp"].view(bs, -1, 5, 2)
+        kp_1 = kp_driving["fg_kp"].view(bs, -1, self.num_kps, 2)
+        kp_2 = kp_source["fg_kp"].view(bs, -1, self.num_kps, 2)
         driving_to_source = TPS(mode="kp", bs=bs, kp_1=kp_1, kp_2=kp_2).transform_frame(source_image)
 
         identity_grid = make_coordinate_grid((h, w), kp_1.dtype, kp_1.device).view(1, 1, h, w, 2)
@@ -119,15 +121,33 @@ class DenseMotionNetwork(nn.Module):
         partition = X_exp.sum(dim=1, keepdim=True) + 1e-6
         return X_exp / partition
 
+    def downsample(self, source_image):
+        """The source at the motion resolution (B, C, h, w): what :meth:`motion` takes."""
+        return self.down(source_image) if self.scale_factor != 1 else source_image
+
     def forward(self, source_image, kp_driving, kp_source, bg_param=None, dropout_flag=False, dropout_p=0):
-        if self.scale_factor != 1:
-            source_image = self.down(source_image)
-        bs, _, h, w = source_image.shape
+        return self.motion(self.downsample(source_image), kp_driving, kp_source, bg_param, dropout_flag, dropout_p)
+
+    def motion(self, source_image, kp_driving, kp_source, bg_param=None, dropout_flag=False, dropout_p=0):
+        """:meth:`forward` after the downsampling (animation downsamples a target face once).
+        A batch-1 source is broadcast to the driving batch."""
+        bs = kp_driving["fg_kp"].shape[0]
+        if source_image.shape[0] != bs:
+            source_image = source_image.expand(bs, *source_image.shape[1:])
+            kp_source = {"fg_kp": kp_source["fg_kp"].expand(bs, *kp_source["fg_kp"].shape[1:])}
+        _, _, h, w = source_image.shape
 
         out_dict = {}
-        heatmap_representation = self.create_heatmap_representations(source_image, kp_driving, kp_source)
-        transformations = self.create_transformations(source_image, kp_driving, kp_source, bg_param)
-        deformed_source = self.create_deformed_source_image(source_image, transformations)
+        # The TPS fit and warps stay in float32 under autocast: bf16 matrix products there move the
+        # warps by whole pixels (the fit amplifies rounding).
+        with torch.autocast(source_image.device.type, enabled=False):
+            source_image = source_image.float()
+            kp_driving = {"fg_kp": kp_driving["fg_kp"].float()}
+            kp_source = {"fg_kp": kp_source["fg_kp"].float()}
+            bg_param = None if bg_param is None else bg_param.float()
+            heatmap_representation = self.create_heatmap_representations(source_image, kp_driving, kp_source)
+            transformations = self.create_transformations(source_image, kp_driving, kp_source, bg_param)
+            deformed_source = self.create_deformed_source_image(source_image, transformations)
         out_dict["deformed_source"] = deformed_source
         inp = torch.cat([heatmap_representation, deformed_source.view(bs, -1, h, w)], dim=1)
 

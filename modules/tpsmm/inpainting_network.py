@@ -35,9 +35,13 @@ class InpaintingNetwork(nn.Module):
     'contribution_maps', 'deformed_source'). Extra keywords (``common_params``) are ignored.
     """
 
-    def __init__(self, num_channels, block_expansion, max_features, num_down_blocks, multi_mask=True, **kwargs):
+    def __init__(self, num_channels, block_expansion, max_features, num_down_blocks, multi_mask=True,
+                 num_cond_channels=0, **kwargs):
         super().__init__()
         self.num_down_blocks = num_down_blocks
+        # FMEG-TPSRAU's AU branch: a (B, num_cond_channels) vector broadcast over the features and
+        # concatenated before every decoder level (its resblocks and up block are that much wider).
+        self.num_cond_channels = num_cond_channels
         self.multi_mask = multi_mask
         self.first = SameBlock2d(num_channels, block_expansion, kernel_size=(7, 7), padding=(3, 3))
 
@@ -48,6 +52,7 @@ class InpaintingNetwork(nn.Module):
             down_blocks.append(DownBlock2d(in_features, out_features, kernel_size=(3, 3), padding=(1, 1)))
             # Every decoder level but the bottom one also receives the warped skip features.
             decoder_in_feature = out_features if i == num_down_blocks - 1 else out_features * 2
+            decoder_in_feature += num_cond_channels
             up_blocks.append(UpBlock2d(decoder_in_feature, in_features, kernel_size=(3, 3), padding=(1, 1)))
             resblock.append(ResBlock2d(decoder_in_feature, kernel_size=(3, 3), padding=(1, 1)))
             resblock.append(ResBlock2d(decoder_in_feature, kernel_size=(3, 3), padding=(1, 1)))
@@ -83,9 +88,13 @@ class InpaintingNetwork(nn.Module):
             encoder_map.append(out)
         return encoder_map
 
-    def decode(self, source_image, encoder_maps, dense_motion):
+    def decode(self, source_image, encoder_maps, dense_motion, au_cond=None):
         """The forward pass after the encoder. A batch-1 ``source_image``/``encoder_maps`` (one target
-        face) is broadcast to the batch of ``dense_motion`` (B driving frames)."""
+        face) is broadcast to the batch of ``dense_motion`` (B driving frames). ``au_cond`` (B,
+        num_cond_channels): the AU branch's condition (required exactly when num_cond_channels > 0)."""
+        if (au_cond is None) != (self.num_cond_channels == 0):
+            raise ValueError(f"this inpainting network takes {self.num_cond_channels} AU condition channels; "
+                             f"au_cond is {'missing' if au_cond is None else 'unexpected'}")
         deformation = dense_motion["deformation"]
         occlusion_map = dense_motion["occlusion_map"]
         batch = deformation.shape[0]
@@ -103,6 +112,9 @@ class InpaintingNetwork(nn.Module):
         warped_encoder_maps = [out_ij]
 
         for i in range(self.num_down_blocks):
+            if au_cond is not None:
+                cond = au_cond.to(out.dtype)[:, :, None, None].expand(-1, -1, out.shape[2], out.shape[3])
+                out = torch.cat([out, cond], 1)
             out = self.resblock[2 * i](out)
             out = self.resblock[2 * i + 1](out)
             out = self.up_blocks[i](out)
@@ -130,8 +142,8 @@ class InpaintingNetwork(nn.Module):
         output_dict["prediction"] = out * (1 - occlusion_last) + deformed_source * occlusion_last
         return output_dict
 
-    def forward(self, source_image, dense_motion):
-        return self.decode(source_image, self.encode(source_image), dense_motion)
+    def forward(self, source_image, dense_motion, au_cond=None):
+        return self.decode(source_image, self.encode(source_image), dense_motion, au_cond)
 
     def get_encode(self, driver_image, occlusion_map):
         """Warp-loss targets: the driving frame's encoder features, each masked by the occlusion map

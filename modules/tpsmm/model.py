@@ -108,16 +108,36 @@ class GeneratorFullModel(nn.Module):
     def uses_bg(self, epoch):
         return self.bg_predictor is not None and epoch >= self.bg_start
 
+    # Hooks for the variants (modules/tpsmm/training.py): where keypoints come from, the decoder's
+    # condition, extra loss terms. The defaults are TPSMM's.
+    def detect(self, x, key):
+        """Keypoints of ``x[key]`` ('source' or 'driving')."""
+        return self.kp_extractor(x[key])
+
+    def detect_transformed(self, x, transformed_frame):
+        """Keypoints of the randomly warped driving frame (equivariance loss)."""
+        return self.kp_extractor(transformed_frame)
+
+    def condition(self, x):
+        """The inpainting decoder's condition (B, C) or None."""
+        return None
+
+    def extra_losses(self, x, generated, epoch):
+        """Further weighted loss terms {name: scalar}."""
+        return {}
+
     def forward(self, x, epoch):
         source, driving = x["source"], x["driving"]
-        kp_source = self.kp_extractor(source)
-        kp_driving = self.kp_extractor(driving)
+        kp_source = self.detect(x, "source")
+        kp_driving = self.detect(x, "driving")
         bg_param = self.bg_predictor(source, driving) if self.uses_bg(epoch) else None
         dropout_flag, dropout_p = self.dropout(epoch)
 
         dense_motion = self.dense_motion_network(source_image=source, kp_driving=kp_driving, kp_source=kp_source,
                                                  bg_param=bg_param, dropout_flag=dropout_flag, dropout_p=dropout_p)
-        generated = self.inpainting_network(source, dense_motion)
+        condition = self.condition(x)
+        generated = self.inpainting_network(source, dense_motion, condition) if condition is not None \
+            else self.inpainting_network(source, dense_motion)
         generated.update({"kp_source": kp_source, "kp_driving": kp_driving})
         weights = self.loss_weights
         loss_values = {}
@@ -131,7 +151,7 @@ class GeneratorFullModel(nn.Module):
                                    **self.train_params["transform_params"])
             transform_grid = transform_random.transform_frame(driving)
             transformed_frame = F.grid_sample(driving, transform_grid, padding_mode="reflection", align_corners=True)
-            transformed_kp = self.kp_extractor(transformed_frame)
+            transformed_kp = self.detect_transformed(x, transformed_frame)
             generated["transformed_frame"] = transformed_frame
             generated["transformed_kp"] = transformed_kp
             warped = transform_random.warp_coordinates(transformed_kp["fg_kp"])
@@ -146,6 +166,7 @@ class GeneratorFullModel(nn.Module):
             bg_param_reverse = self.bg_predictor(driving, source)
             loss_values["bg"] = weights["bg"] * bg_loss(bg_param, bg_param_reverse)
 
+        loss_values.update(self.extra_losses(x, generated, epoch))
         return loss_values, generated
 
 

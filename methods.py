@@ -124,3 +124,4 @@ register("tpsmm", "modules.tpsmm.method:TPSMM", infer=lambda mp: "num_tps" in _c
 register("tpsmm-me", "modules.tpsmm.method:TPSMM_ME")
 register("tpsrau", "modules.tpsmm.method:TPSRAU")
 register("mraa", "modules.mraa.method:MRAA", infer=lambda mp: "region_predictor_params" in mp)
+register("fpb-mraa", "modules.mraa.method:FPB_MRAA")

@@ -182,8 +182,8 @@ def report(results):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="tiny config at 64×64, 4 frames, 1 repetition")
-    parser.add_argument("--frames", type=int, default=16)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--frames", type=int, default=8)
+    parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--batch_frames", type=int, default=8)
     parser.add_argument("--modes", nargs="+", default=["relative", "avd"], choices=["standard", "relative", "avd"])
     parser.add_argument("--out", default=str(REPO / "benchmarks" / "results"))

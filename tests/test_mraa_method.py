@@ -182,3 +182,52 @@ def test_avd_stage_trains_resumes_and_animates_in_avd_mode(first_stage, faces, t
         for key, value in first[name].items():
             assert torch.equal(value, saved[name][key]), f"{name}.{key} changed in the AVD stage"
     assert any(not torch.equal(v, first["avd_network"][k]) for k, v in saved["avd_network"].items())
+
+
+# ------------------------------------------------------------------------------------------------
+# FPB-FOMM's MRAA_with_AWP (``fpb-mraa``).
+
+FPB_TINY = "config/tiny_fpb_mraa.yaml"
+
+
+def test_fpb_mraa_config_loads_and_needs_18_regions():
+    config = load_config(ROOT / "config" / "fpb_mraa.yaml")
+    assert config["model_params"]["method"] == "fpb-mraa" and config["dataset_params"]["prior_mode"] == "per_frame"
+    raw = yaml.safe_load((ROOT / FPB_TINY).read_text())
+    raw["model_params"]["num_regions"] = 10
+    with pytest.raises(ConfigError, match="'model_params.num_regions' must be 18"):
+        validate_config(raw)
+
+
+def test_awp_regions_are_the_prior_as_the_original_computes_them():
+    """shift = 2·p/256 − 1, heatmaps = the prior maps, covar = Σ (z − μ)(z − μ)ᵀ map(z) (unnormalised),
+    affine·affineᵀ = covar; at 256×256 as the original, written out per sample and region."""
+    from modules.fpb_fomm.prior_maps import prior_maps
+    from modules.mraa.awp_region_predictor import RegionPredictor
+    from modules.mraa.util import make_coordinate_grid
+
+    torch.manual_seed(0)
+    predictor = RegionPredictor(block_expansion=4, num_regions=18, num_channels=3, max_features=16, num_blocks=2,
+                                temperature=0.1, estimate_affine=True, scale_factor=0.25, pca_based=True).eval()
+    frames = torch.rand(2, 3, 256, 256)
+    prior = torch.rand(2, 18, 2) * 160 + 48
+    with torch.no_grad():
+        out = predictor(frames, prior)
+    maps = prior_maps(prior, (256, 256), (64, 64)).float()
+    assert torch.equal(out["heatmap"], maps)
+    assert torch.allclose(out["shift"], prior * 2 / 256 - 1)
+    grid = make_coordinate_grid((64, 64), maps)
+    for b in range(2):
+        for r in (0, 9, 17):
+            d = grid - out["shift"][b, r]
+            covar = torch.einsum("hw,hwi,hwj->ij", maps[b, r], d, d)
+            assert torch.allclose(out["covar"][b, r], covar, rtol=1e-4, atol=1e-4)
+    assert torch.allclose(out["affine"] @ out["affine"].transpose(-1, -2), out["covar"], rtol=1e-3, atol=1e-3)
+    with pytest.raises(ValueError, match="needs prior"):
+        predictor(frames)
+
+
+def test_fpb_mraa_trains_resumes_exactly_animates_and_reconstructs(faces, tmp_path, capsys):
+    final = round_trip(FPB_TINY, faces, tmp_path, capsys, NETWORKS)
+    saved = ckpt.read_checkpoint(str(final))
+    assert "region1.weight" in saved["region_predictor"] and "optimizer_reconstruction" in saved

@@ -17,6 +17,7 @@ while the region geometry (covariances, SVD, inverses) stays float32.
 import contextlib
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from inference import AnimationError, PRECISIONS, frames_to_tensor, tensor_to_frames
@@ -51,9 +52,10 @@ def avd_never_trained(avd_network):
 
 
 class MraaDriver:
-    """Networks {'region_predictor', 'bg_predictor', 'generator', 'avd_network'} (eval mode, on ``device``)."""
+    """Networks {'region_predictor', 'bg_predictor', 'generator', 'avd_network'} (eval mode, on ``device``).
 
-    uses_prior = False
+    With FPB-FOMM's AWP region predictor (``fpb-mraa``) every frame needs its prior points (``uses_prior``).
+    """
 
     def __init__(self, networks, config, device, precision="fp32", compile=False, batch_frames=8):
         if precision not in PRECISIONS:
@@ -72,6 +74,7 @@ class MraaDriver:
         self.generator = networks["generator"]
         self.avd_network = networks.get("avd_network")
         self.num_channels = self.generator.num_channels
+        self.uses_prior = bool(getattr(self.region_predictor, "uses_prior", False))
         if self.mode == "avd" and (self.avd_network is None or avd_never_trained(self.avd_network)):
             raise AnimationError("animate_params.mode is 'avd' but this checkpoint's AVD network was never trained: "
                                  "run `run.py --mode train_avd --checkpoint <this checkpoint>` first, or set "
@@ -95,10 +98,23 @@ class MraaDriver:
         x = frames_to_tensor(frames, self.num_channels, gray).to(self.device)
         return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
 
-    def _region_params(self, x):
+    def _priors(self, priors, batch):
+        """Prior points (B, 18, 2) pixels as a float32 tensor on the device (None when not used)."""
+        if not self.uses_prior:
+            return None
+        if priors is None:
+            raise AnimationError("this checkpoint's regions come from the facial prior: every frame needs its "
+                                 "prior keypoints (kpmaker files or dlib)")
+        priors = torch.as_tensor(np.asarray(priors, np.float32), device=self.device)
+        return priors.expand(batch, -1, -1) if priors.dim() == 3 and priors.shape[0] == 1 else priors
+
+    def _region_params(self, x, priors=None):
         """region_predictor(x) with its float32 outputs. In bf16 the hourglass runs under autocast and the
         geometry of the heatmaps (softmax, covariance, SVD) in float32, as the region predictor's own
-        forward does after the convolutions."""
+        forward does after the convolutions. The prior-based predictor runs in float32 (its regions are
+        the prior's geometry; with pca_based it runs no convolution at all)."""
+        if self.uses_prior:
+            return self.region_predictor(x, self._priors(priors, x.shape[0]))
         if self.precision == "fp32":
             return self.region_predictor(x)
         rp = self.region_predictor
@@ -109,30 +125,26 @@ class MraaDriver:
             jacobian_map = rp.jacobian(feature_map) if rp.jacobian is not None else None
         return rp.params_from_logits(logits.float(), None if jacobian_map is None else jacobian_map.float())
 
-    def region_params(self, x):
-        with torch.inference_mode():
-            return self._regions(x)
-
     def start(self, target, first, target_prior=None, first_prior=None, normalization=None, gray=False,
               clip=None, target_name=None, num_frames=None):
         """Encode ``target`` (H, W, 3) uint8 once; regions of the driving clip's first frame ``first``."""
-        import numpy as np
-
         source = self.to_device(np.asarray(target)[None], gray)
+        one = (lambda p: None if p is None else np.asarray(p, np.float32)[None])
         with torch.inference_mode():
-            source_params = self._regions(source)
-            initial_params = self._regions(self.to_device(np.asarray(first)[None], gray))
+            source_params = self._regions(source, one(target_prior))
+            initial_params = self._regions(self.to_device(np.asarray(first)[None], gray), one(first_prior))
             with self._autocast():
                 encoded = self.generator.encode(source)
         reconstruction = target_name is not None and target_name == clip
         return MraaPair(source, encoded, source_params, initial_params,
                         "standard" if reconstruction else self.mode, background=reconstruction)
 
-    def drive(self, pair, frames):
-        """Generated frames for driving frames (B, C, H, W) on the device → (B, C, H, W) float32."""
+    def drive(self, pair, frames, priors=None):
+        """Generated frames for driving frames (B, C, H, W) on the device (``priors`` (B, 18, 2) pixels
+        for the prior-based regions) → (B, C, H, W) float32."""
         n = frames.shape[0]
         with torch.inference_mode():
-            driving_params = self._regions(frames)
+            driving_params = self._regions(frames, priors)
             new_params = get_animation_region_params(pair.source_params, driving_params, pair.initial_params,
                                                      mode=pair.mode, avd_network=self.avd_network,
                                                      adapt_movement_scale=self.adapt_movement_scale,
@@ -146,4 +158,4 @@ class MraaDriver:
 
     def generate(self, pair, frames, priors=None, gray=False):
         """(B, H, W, 3) uint8 driving frames → (B, H, W, 3) uint8 generated frames."""
-        return tensor_to_frames(self.drive(pair, self.to_device(frames, gray)), gray)
+        return tensor_to_frames(self.drive(pair, self.to_device(frames, gray), priors), gray)

@@ -224,3 +224,43 @@ class Mraa:
 
 
 MRAA = Mraa()
+
+
+FPB_DATASET_PARAMS = Section({**DATASET_PARAMS,
+                              "prior_mode": Field(str, "per_frame", choices=("first_frame", "per_frame"))})
+
+
+class FpbMraa(Mraa):
+    """FPB-FOMM's MRAA_with_AWP (``fpb-mraa``): MRAA whose 18 regions are the facial prior's points
+    (modules/mraa/awp_region_predictor.py). Each frame's own prior by default (``prior_mode:
+    per_frame``: the original ran dlib on every frame); the equivariance-warped frame gets the prior
+    moved by the warp."""
+
+    name = "fpb-mraa"
+    uses_prior = True
+    sections = {**Mraa.sections, "dataset_params": FPB_DATASET_PARAMS}
+
+    def check(self, config, where):
+        super().check(config, where)
+        model = config["model_params"]
+        if model["num_regions"] != 18:
+            raise ConfigError(f"{where}: method 'fpb-mraa' uses the 18 facial-prior points as regions: "
+                              f"'model_params.num_regions' must be 18, got {model['num_regions']}")
+        weights = config["train_params"]["loss_weights"] if config.get("train_params") else None
+        if weights is not None and model["region_predictor_params"]["pca_based"] and not any(weights["perceptual"]):
+            raise ConfigError(f"{where}: with pca_based regions (all from the prior) only the perceptual loss "
+                              "trains anything: 'train_params.loss_weights.perceptual' must not be all 0")
+
+    def build_networks(self, model_params):
+        from modules.mraa.awp_region_predictor import RegionPredictor
+
+        return mraa_networks(model_params, region_predictor=RegionPredictor)
+
+    def training(self, networks, config, device, stage="train"):
+        training = super().training(networks, config, device, stage)
+        # With pca_based regions the AWP hourglass gets no gradient (as in the original).
+        training.find_unused_parameters = True
+        return training
+
+
+FPB_MRAA = FpbMraa()

@@ -22,6 +22,14 @@ from modules.losses import perceptual_loss
 from modules.perceptual import ImagePyramid, Vgg19
 
 
+def region_params(region_predictor, frame, prior=None):
+    """The region predictor on ``frame`` (B, C, H, W); a prior-based one (``uses_prior``, FPB-FOMM's AWP
+    variant) also gets the frame's prior points (B, 18, 2) pixels."""
+    if getattr(region_predictor, "uses_prior", False):
+        return region_predictor(frame, prior)
+    return region_predictor(frame)
+
+
 def detach_kp(kp):
     return {key: value.detach() for key, value in kp.items()}
 
@@ -77,8 +85,8 @@ class ReconstructionModel(nn.Module):
         return flow.revert_axis_swap if flow is not None else False
 
     def forward(self, x):
-        source_region_params = self.region_predictor(x["source"])
-        driving_region_params = self.region_predictor(x["driving"])
+        source_region_params = region_params(self.region_predictor, x["source"], x.get("source_prior"))
+        driving_region_params = region_params(self.region_predictor, x["driving"], x.get("driving_prior"))
         bg_params = self.bg_predictor(x["source"], x["driving"])
         generated = self.generator(x["source"], source_region_params=source_region_params,
                                    driving_region_params=driving_region_params, bg_params=bg_params)
@@ -98,7 +106,13 @@ class ReconstructionModel(nn.Module):
             transform = Transform(driving.shape[0], device=driving.device, generator=self.transform_generator,
                                   **self.train_params["transform_params"])
             transformed_frame = transform.transform_frame(driving)
-            transformed_region_params = self.region_predictor(transformed_frame)
+            transformed_prior = None
+            if getattr(self.region_predictor, "uses_prior", False):
+                # The warped frame's prior: the driving prior moved by the warp (no dlib in the loop).
+                from modules.model import warped_prior
+
+                transformed_prior = warped_prior(transform, x["driving_prior"], driving.shape[2:])
+            transformed_region_params = region_params(self.region_predictor, transformed_frame, transformed_prior)
             generated["transformed_frame"] = transformed_frame
             generated["transformed_region_params"] = transformed_region_params
             if weights["equivariance_shift"] != 0:
@@ -154,8 +168,8 @@ class AVDTrainingModel(nn.Module):
     def forward(self, x):
         self.region_predictor.train(self.region_predictor_mode == "train" and self.training)
         with torch.no_grad():
-            params_id = self.region_predictor(x["source"])
-            pose_target = self.region_predictor(x["driving"])
+            params_id = region_params(self.region_predictor, x["source"], x.get("source_prior"))
+            pose_target = region_params(self.region_predictor, x["driving"], x.get("driving_prior"))
             params_pose = random_scale(pose_target, self.params["random_scale"], generator=self.random_generator)
         rec = self.avd_network(params_id, params_pose)
         losses = avd_reconstruction_loss(rec, pose_target, self.params["lambda_shift"], self.params["lambda_affine"])

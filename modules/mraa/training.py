@@ -93,6 +93,8 @@ class MraaTraining:
 class MraaAvdTraining:
     """The AVD stage: modules/mraa/model.py's AVDTrainingModel on the frozen first-stage networks."""
 
+    find_unused_parameters = False
+
     def __init__(self, networks, config, device):
         from modules.mraa.model import AVDTrainingModel
 
@@ -121,7 +123,8 @@ class MraaAvdTraining:
 
     def distribute(self, device):
         device_ids = [device.index] if device.type == "cuda" else None
-        self.step_model = DistributedDataParallel(self.model, device_ids=device_ids)
+        self.step_model = DistributedDataParallel(self.model, device_ids=device_ids,
+                                                  find_unused_parameters=self.find_unused_parameters)
 
     def sheet(self, batch, generated, visualizer_params):
         """The original's AVD picture: each source driven through the AVD by a driving frame, all in
@@ -131,11 +134,13 @@ class MraaAvdTraining:
         import visualizer
 
         rows = visualizer.MAX_ROWS
-        batch = {"source": batch["source"][:rows], "driving": batch["driving"][:rows]}
+        from modules.mraa.model import region_params
+
+        batch = {k: v[:rows] for k, v in batch.items() if torch.is_tensor(v)}
         with torch.no_grad(), eval_mode(region_predictor, generator, avd):
             source, driving = batch["source"], batch["driving"]
-            source_params = region_predictor(source)
-            driving_params = region_predictor(driving)
+            source_params = region_params(region_predictor, source, batch.get("source_prior"))
+            driving_params = region_params(region_predictor, driving, batch.get("driving_prior"))
             new_params = avd(source_params, driving_params)
             out = generator(source, source_region_params=source_params, driving_region_params=new_params)
         out.update(source_region_params=source_params, driving_region_params=new_params)

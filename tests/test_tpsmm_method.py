@@ -191,3 +191,12 @@ def test_tpsrau_round_trip(faces, tmp_path, capsys):
     root = _with_aus(Path(shutil.copytree(faces, tmp_path / "faces")))
     (tmp_path / "run").mkdir()
     round_trip("config/tiny_tpsrau.yaml", root, tmp_path / "run", capsys, TPS_NETWORKS)
+
+
+@pytest.mark.slow
+def test_benchmark_quick_mode_runs(tmp_path):
+    from benchmarks.bench_tpsmm import main
+
+    result = main(["--quick", "--frames", "2", "--repeats", "1", "--out", str(tmp_path)])
+    assert set(result["paths"]) == {"a", "b", "c"} and (tmp_path / "bench_tpsmm_quick.md").is_file()
+    assert result["paths"]["b"]["max_abs_diff"] < 1e-3 and result["paths"]["b"]["ms_per_frame"] > 0

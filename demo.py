@@ -17,7 +17,6 @@ units instead: the driving video's AUs are measured on the fly (au_estimator.py,
 row per frame; write the AUxx_r intensities 0–5 you want and AUxx_c 1 where an AU is on), with no
 video needed. The config's animate_params (re_code, fitting, factor) shape the sequence.
 """
-import argparse
 import itertools
 import os
 import sys
@@ -25,12 +24,16 @@ from dataclasses import replace
 
 import numpy as np
 from scipy.spatial import ConvexHull
+from tqdm import tqdm
 
 import inference
 from clip_priors import LazyLandmarker, image_prior, scale_prior
-from errors import InputError, report
+from cli_args import OneLineParser, non_negative_int, positive_float, positive_int, ranged
+from errors import InputError, RunError, report
+from fileio import check_output_file, disk_full_error, is_disk_full
 from inference import AnimationError, Normalization
 from session import decide_gray
+from preprocess import recorded_margin
 from video_io import VideoWriter, iter_clip, read_image, resize_frame, side_by_side
 
 # dlib sees at least this many pixels per side when the model's frames are smaller (tiny configs).
@@ -38,7 +41,7 @@ MEASURE_SIZE = 256
 
 
 def build_parser():
-    parser = argparse.ArgumentParser(description="Animate one target face with one driving clip.")
+    parser = OneLineParser(prog="demo.py", description="Animate one target face with one driving clip.")
     parser.add_argument("--config", required=True, help="the YAML config the checkpoint was trained with")
     parser.add_argument("--checkpoint", required=True, help="trained checkpoint (.pth.tar)")
     parser.add_argument("--source_image", required=True, help="the target face (an image file)")
@@ -48,8 +51,9 @@ def build_parser():
                              "FeatureExtraction CSV), instead of AUs measured on --driving_video")
     parser.add_argument("--result_video", default="result.mp4", help="output, .mp4 or .gif (default: result.mp4)")
     parser.add_argument("--crop", action="store_true", help="detect and crop the faces as preprocess.py does")
-    parser.add_argument("--margin", type=float, default=0.0,
-                        help="with --crop: grow the face box by this fraction per side (preprocess.py's --margin)")
+    parser.add_argument("--margin", type=ranged(float, low=0, high=2), default=None,
+                        help="with --crop: grow the face box by this fraction per side (preprocess.py's --margin; "
+                             "default: the margin the config's training clips were cropped with, else 0)")
     motion = parser.add_mutually_exclusive_group()
     motion.add_argument("--relative", dest="relative", action="store_true", default=None,
                         help="relative motion transfer (default: the config's normalization_params)")
@@ -58,15 +62,15 @@ def build_parser():
     parser.add_argument("--adapt_scale", action="store_true", default=None,
                         help="scale the motion by the faces' size ratio (convex hull of the keypoints)")
     best = parser.add_mutually_exclusive_group()
-    best.add_argument("--best_frame", type=int, default=None, help="driving frame the relative motion starts from")
+    best.add_argument("--best_frame", type=non_negative_int, default=None, help="driving frame the relative motion starts from")
     best.add_argument("--find_best_frame", action="store_true",
                       help="start from the driving frame whose landmarks best match the target's")
     parser.add_argument("--side_by_side", action="store_true", help="write driving | target | generated")
     device = parser.add_mutually_exclusive_group()
     device.add_argument("--device", default="auto", help="auto (default), cpu, cuda or cuda:N")
     device.add_argument("--cpu", action="store_true", help="same as --device cpu")
-    parser.add_argument("--fps", type=float, default=None, help="playback rate (default: animate_params.fps, 25)")
-    parser.add_argument("--batch_frames", type=int, default=None, help="driving frames per forward pass")
+    parser.add_argument("--fps", type=positive_float, default=None, help="playback rate (default: animate_params.fps, 25)")
+    parser.add_argument("--batch_frames", type=positive_int, default=None, help="driving frames per forward pass")
     parser.add_argument("--precision", choices=inference.PRECISIONS, default="fp32", help="fp32 (default) or bf16")
     parser.add_argument("--compile", action="store_true", help="torch.compile the networks first")
     parser.add_argument("--grayscale", choices=("auto", "gray", "color"), default=None,
@@ -156,6 +160,7 @@ def run_au_demo(config, checkpoint, source_image, driving_video, result_video, d
         raise AnimationError(f"--result_video {result_video}: must end in .mp4 or .gif")
     if (driving_video is None) == (driving_aus is None):
         raise AnimationError("give one of --driving_video (AUs measured on it) or --driving_aus (an AU table)")
+    driver, checkpoint_dict = inference.open_driver(config, checkpoint, device, precision, False, batch_frames)
     frame_size = tuple(config["dataset_params"]["frame_shape"][:2])
     target_raw = read_image(source_image)
     framing = Framing(frame_size)
@@ -175,7 +180,6 @@ def run_au_demo(config, checkpoint, source_image, driving_video, result_video, d
             raise AnimationError(f"{driving_video}: no frames")
         table = measure_table([driving_framing.measure(raw) for raw in _frames(driving_video)],
                               estimator or _au_estimator())
-    driver, checkpoint_dict = inference.open_driver(config, checkpoint, device, precision, False, batch_frames)
     gray = decide_gray(grayscale or config["animate_params"]["grayscale"], driver.num_channels, checkpoint_dict,
                        target, frames[0] if frames else target)
     import warnings
@@ -223,6 +227,8 @@ def run_demo(config, checkpoint, source_image, driving_video, result_video, crop
         raise AnimationError(f"--result_video {result_video}: must end in .mp4 or .gif")
     if driving_video is None:
         raise AnimationError("--driving_video is needed (--driving_aus instead works for AU-driven methods only)")
+    # The checkpoint first: a wrong one is reported before faces are cropped and frames searched.
+    driver, checkpoint_dict = inference.open_driver(config, checkpoint, device, precision, compile, batch_frames)
     params = config["animate_params"]
     frame_size = tuple(config["dataset_params"]["frame_shape"][:2])
     target_raw = read_image(source_image)
@@ -251,7 +257,6 @@ def run_demo(config, checkpoint, source_image, driving_video, result_video, crop
     if reference_raw is None:
         raise AnimationError(f"--best_frame {reference}: the driving clip has fewer frames")
 
-    driver, checkpoint_dict = inference.open_driver(config, checkpoint, device, precision, compile, batch_frames)
     gray = decide_gray(grayscale or params["grayscale"], driver.num_channels, checkpoint_dict,
                        target, driving_framing.model(first_raw))
     per_frame = config["dataset_params"]["prior_mode"] == "per_frame"
@@ -279,7 +284,8 @@ def run_demo(config, checkpoint, source_image, driving_video, result_video, crop
 
     count = 0
     with VideoWriter(result_video, fps or params["fps"]) as writer:
-        for _, driving_frame, generated in inference.stream(driver, pair, driving(), gray):
+        for _, driving_frame, generated in tqdm(inference.stream(driver, pair, driving(), gray), desc="demo.py",
+                                                 unit="frame", file=sys.stderr, disable=None):
             writer.write(side_by_side(driving_frame, target, generated) if show_side_by_side else generated)
             count += 1
     inference.warn_fallback("demo", fallbacks)
@@ -294,12 +300,14 @@ def main(argv=None):
     tune_allocator()
     try:
         config = load_config(args.config)
+        check_output_file(args.result_video, "--result_video")   # before any work
+        margin = args.margin if args.margin is not None else recorded_margin(config["dataset_params"]["root_dir"])
         device = select_device("cpu" if args.cpu else args.device)
         import methods
 
         if getattr(methods.get(config["model_params"]["method"]), "driven_by_aus", False):
             result = run_au_demo(config, args.checkpoint, args.source_image, args.driving_video, args.result_video,
-                                 driving_aus=args.driving_aus, crop=args.crop, margin=args.margin,
+                                 driving_aus=args.driving_aus, crop=args.crop, margin=margin,
                                  show_side_by_side=args.side_by_side, device=device, fps=args.fps,
                                  batch_frames=args.batch_frames, precision=args.precision, grayscale=args.grayscale,
                                  overwrite=args.overwrite)
@@ -309,13 +317,17 @@ def main(argv=None):
             raise AnimationError(f"--driving_aus drives AU-driven methods (ulme-gan, ganimation), not "
                                  f"{config['model_params']['method']}; give --driving_video")
         result = run_demo(config, args.checkpoint, args.source_image, args.driving_video, args.result_video,
-                          crop=args.crop, margin=args.margin, relative=args.relative, adapt_scale=args.adapt_scale,
+                          crop=args.crop, margin=margin, relative=args.relative, adapt_scale=args.adapt_scale,
                           best_frame=args.best_frame, find_best=args.find_best_frame,
                           show_side_by_side=args.side_by_side, device=device, fps=args.fps,
                           batch_frames=args.batch_frames, precision=args.precision, compile=args.compile,
                           grayscale=args.grayscale, overwrite=args.overwrite)
-    except InputError as error:
+    except (InputError, RunError) as error:
         return report("demo.py", error)
+    except (OSError, RuntimeError) as error:
+        if not is_disk_full(error):
+            raise
+        return report("demo.py", disk_full_error(args.result_video, "no partial file is left"))
     print(f"{result['path']}: {result['frames']} frames (motion from driving frame {result['reference_frame']})")
     return 0
 

@@ -37,6 +37,7 @@ from au_format import AU_NAMES, AUFormatError, atomic_write_text, make_table, re
 from frame_io import list_frames, natural_key
 from video_io import VIDEO_EXTENSIONS, MediaError, clip_frame_names, iter_clip, read_image
 from errors import InputError, report
+from fileio import check_output_dir, disk_full_error, is_disk_full
 
 RECONSTRUCTION_COLUMNS = ("clip", "frames", "l1", "ssim", "psnr", "akd", "akd_frames", "mkr", "mkr_missed",
                           "mkr_counted", "aed", "aed_frames")
@@ -428,15 +429,18 @@ def evaluate_reconstruction(generated_root, real_root, out_dir=None, measurer=No
     clips = generated_clips(generated_root)
     if names is not None:
         clips = {name: path for name, path in clips.items() if name in set(names)}
+    if not Path(real_root).is_dir():   # say so, rather than "no generated clip matches"
+        raise EvaluationError(f"--real {real_root}: no such folder (the real clips, e.g. data/NAME/test)")
     matched = {name: path for name, path in clips.items() if _find_clip(real_root, name) is not None}
     if not matched:
         raise EvaluationError(f"{generated_root}: no generated clip matches a clip in {real_root}")
-    measurer = measurer or FaceMeasurer()
     out_dir = out_dir or generated_root
+    check_output_dir(out_dir, "--out")   # before scoring, not after
+    measurer = measurer or FaceMeasurer()
 
     def run(au):
         rows = []
-        for name, path in matched.items():
+        for name, path in _progress(matched.items(), generated_root, len(matched)):
             real = _find_clip(real_root, name)
             known = reference_aus(aus_dir, name, real) if au is not None else None
             rows.append(evaluate_reconstruction_clip(path, real, measurer, au, known))
@@ -494,13 +498,14 @@ def evaluate_animation(generated_root, driving_root, target_root, pairs_csv=None
     ``aus``, ``au_measurer``, ``aus_dir``: as evaluate_reconstruction (``aus_dir`` holds the driving
     clips' AUs). → (rows, summary)."""
     jobs = animation_jobs(generated_root, driving_root, target_root, pairs_csv)
-    measurer = measurer or FaceMeasurer()
     out_dir = out_dir or generated_root
+    check_output_dir(out_dir, "--out")   # before scoring, not after
+    measurer = measurer or FaceMeasurer()
 
     def run(au):
         rows = []
         measured = {}   # a driving clip drives several targets: measure it once per frame size
-        for name, path, (driving_name, target_name), driving, target in jobs:
+        for name, path, (driving_name, target_name), driving, target in _progress(jobs, generated_root, len(jobs)):
             known = reference_aus(aus_dir, driving_name, driving) if au is not None else None
             key = (str(driving), _first_frame_shape(path)) if au is not None and known is None else None
             row = {"pair": name, "driving": driving_name, "target": target_name}
@@ -521,6 +526,16 @@ def evaluate_animation(generated_root, driving_root, target_root, pairs_csv=None
         summary.update(au_metrics.pool(rows))
     write_results(rows, summary, ANIMATION_COLUMNS + (AU_COLUMNS if aus else ()), out_dir, "animation")
     return rows, summary
+
+
+def _progress(items, generated_root, total):
+    """A progress bar on stderr (terminals only) labelled with the method's folder, e.g.
+    'fp-fomm/animation', so that several evaluations side by side can be told apart."""
+    from tqdm import tqdm
+
+    folder = Path(generated_root).resolve()
+    return tqdm(items, total=total, desc=f"{folder.parent.name}/{folder.name}", unit="clip", file=sys.stderr,
+                disable=None)
 
 
 def _first_frame_shape(clip):
@@ -590,6 +605,9 @@ def main(argv=None):
             _, summary = evaluate_animation(args.generated, args.driving, args.targets or args.driving, args.pairs,
                                             args.out, aus=not args.no_aus, aus_dir=args.aus)
     except (InputError, MediaError, AnimationError, FaceModelError, OSError) as error:
+        if isinstance(error, OSError) and is_disk_full(error):
+            return report("evaluate.py", disk_full_error(args.out or args.generated, "no partial CSV or JSON is "
+                                                         "left; earlier results are kept"))
         # Kept as it was (tests/test_evaluate.py): one line, exit 1.
         print(f"evaluate.py: {error}", file=sys.stderr)
         return 1

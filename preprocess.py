@@ -253,6 +253,17 @@ def check_settings(output, settings, overwrite):
     _write_atomic(path, json.dumps(settings, indent=1) + "\n")
 
 
+def recorded_margin(root_dir, default=0.0):
+    """The --margin the clips of a dataset root were cropped with (its train/ or test/ settings file),
+    or ``default`` (preprocess.py's own) when none is recorded: demo.py crops a new face the same way."""
+    for split in ("train", "test"):
+        try:
+            return float(json.loads((Path(root_dir) / split / SETTINGS_FILE).read_text())["margin"])
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+    return default
+
+
 def labels_path(output):
     output = Path(output)
     return output.parent / f"{output.name}_labels.csv"

@@ -28,7 +28,9 @@ import yaml
 from PIL import Image
 
 import aumaker
+import demo
 import demo_pipeline
+import evaluate
 import kpmaker
 import preprocess
 import run
@@ -40,9 +42,12 @@ ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.filterwarnings("ignore::modules.perceptual.VGGWeightsMissing")
 
 MAINS = {"run.py": run.main, "preprocess": preprocess.main, "kpmaker": kpmaker.main, "aumaker": aumaker.main,
-         "demo": demo_pipeline.main}
+         "demo": demo_pipeline.main, "demo.py": demo.main, "evaluate.py": evaluate.main}
 SCRIPTS = {"run.py": "run.py", "preprocess": "preprocess.py", "kpmaker": "kpmaker.py", "aumaker": "aumaker.py",
-           "demo": "demo_pipeline.py"}
+           "demo": "demo_pipeline.py", "demo.py": "demo.py", "evaluate.py": "evaluate.py"}
+# evaluate.py's reconstruction / animation modes keep their older form, 'evaluate.py: <message>', exit 1
+# (tests/test_evaluate.py asserts it); every other tool: '<tool>: error: …' exit 2, '<tool>: failed: …' exit 1.
+LEGACY_FORM = {"evaluate.py"}
 TEMPORARY_MARKS = (".tmp-", ".partial-", ".tmp")
 
 
@@ -100,6 +105,15 @@ class World:
     def kpmaker(self, *more):
         return ["--root", self.split, "--out", self.case / "out", "--splits", "test", *more]
 
+    def demo(self, *more, result=None, checkpoint=None, config=None):
+        return ["--config", config or self.animate_config, "--checkpoint", checkpoint or self.checkpoint,
+                "--source_image", self.split / "test" / "obama" / "obama.png", "--driving_video",
+                self.split / "test" / CLIP, "--result_video", result or self.case / "out" / "r.mp4", "--cpu", *more]
+
+    def evaluate(self, *more, out=None, real=None):
+        return ["reconstruction", "--generated", self.split / "test", "--real", real or self.split / "test",
+                "--out", out or self.case / "out", "--no_aus", *more]
+
 
 @dataclass
 class Case:
@@ -133,6 +147,23 @@ def full_disk_for_images(monkeypatch, world):
 
 def full_disk_for_npz(monkeypatch, world):
     monkeypatch.setattr(np, "savez", _enospc)
+
+
+def full_disk_for_videos(monkeypatch, world):
+    """The video encoder's output fails on the second frame as on a full disk."""
+    import video_io
+
+    real = video_io.VideoWriter.write
+
+    def write(self, frame):
+        if self.count >= 1:
+            _enospc()
+        return real(self, frame)
+    monkeypatch.setattr(video_io.VideoWriter, "write", write)
+
+
+def full_disk_for_results(monkeypatch, world):
+    monkeypatch.setattr(evaluate, "atomic_write_text", _enospc)
 
 
 def full_disk_for_torch(monkeypatch, world):
@@ -173,6 +204,10 @@ CASES = [
          subprocess=True),
     Case("demo-out-under-file", "demo", lambda w: ["--quick", "--out", w.file / "demo"], 2, UNDER_FILE,
          subprocess=True),
+    Case("demo.py-result_video-under-file", "demo.py", lambda w: w.demo(result=w.file / "r.mp4"), 2, UNDER_FILE,
+         subprocess=True),
+    Case("evaluate-out-under-file", "evaluate.py", lambda w: w.evaluate(out=w.file / "scores"), 1, UNDER_FILE,
+         subprocess=True),
     # Output folders that cannot be written.
     Case("train-log_dir-unwritable", "run.py", lambda w: w.train(), 2, "no permission", fault=unwritable),
     Case("animate-out-unwritable", "run.py", lambda w: w.animate(), 2, "no permission", fault=unwritable),
@@ -182,6 +217,10 @@ CASES = [
     Case("aumaker-out-unwritable", "aumaker", lambda w: ["--root", w.split, "--out", w.case / "out"], 2,
          "no permission", fault=unwritable),
     Case("demo-out-unwritable", "demo", lambda w: ["--quick", "--out", w.case / "out"], 2, "no permission",
+         fault=unwritable),
+    Case("demo.py-result_video-unwritable", "demo.py", lambda w: w.demo(result=w.case / "r.mp4"), 2,
+         "no permission", fault=unwritable),
+    Case("evaluate-out-unwritable", "evaluate.py", lambda w: w.evaluate(out=w.case / "scores"), 1, "no permission",
          fault=unwritable),
     # A full disk while writing: one line, exit 1, no temporary files (absent: no output published).
     Case("animate-disk-full", "run.py", lambda w: w.animate("--num_pairs", "1"), 1, "disk full",
@@ -193,6 +232,15 @@ CASES = [
     Case("preprocess-disk-full", "preprocess", lambda w: w.preprocess(), 1, "disk full", fault=full_disk_for_images,
          absent=()),
     Case("kpmaker-disk-full", "kpmaker", lambda w: w.kpmaker(), 1, "disk full", fault=full_disk_for_npz, absent=()),
+    Case("demo.py-disk-full", "demo.py", lambda w: w.demo(result=w.case / "r.mp4"), 1, "disk full",
+         fault=full_disk_for_videos, absent=("r.mp4",)),
+    Case("evaluate-disk-full", "evaluate.py", lambda w: w.evaluate(), 1, "disk full", fault=full_disk_for_results,
+         absent=("out/reconstruction_metrics.csv", "out/reconstruction_metrics.json")),
+    Case("evaluate-real-missing", "evaluate.py", lambda w: w.evaluate(real=w.case / "no-real"), 1, "--real"),
+    Case("demo.py-config-not-utf8", "demo.py", lambda w: w.demo(config=w.not_utf8), 2, "not a text (UTF-8) file"),
+    Case("demo.py-checkpoint-bare-tensor", "demo.py", lambda w: w.demo("--crop", "--find_best_frame",
+                                                                       checkpoint=w.bare_tensor), 2,
+         "not a checkpoint"),
     # Config files that are not UTF-8 or a folder; checkpoints that are not dicts of state dicts.
     Case("train-config-not-utf8", "run.py", lambda w: w.train(config=w.not_utf8), 2, "not a text (UTF-8) file"),
     Case("animate-config-not-utf8", "run.py", lambda w: w.animate(config=w.not_utf8), 2, "not a text (UTF-8) file"),
@@ -239,6 +287,10 @@ CASES = [
     Case("kpmaker-upsample-negative", "kpmaker", lambda w: w.kpmaker("--upsample", "-1"), 2, "between 0 and 4",
          subprocess=True),
     Case("kpmaker-workers-0", "kpmaker", lambda w: w.kpmaker("--workers", "0"), 2, "at least 1"),
+    Case("demo.py-fps-0", "demo.py", lambda w: w.demo("--fps", "0"), 2, "greater than 0"),
+    Case("demo.py-batch_frames-0", "demo.py", lambda w: w.demo("--batch_frames", "0"), 2, "at least 1"),
+    Case("demo.py-margin-negative", "demo.py", lambda w: w.demo("--crop", "--margin", "-0.6"), 2, "between 0 and 2",
+         subprocess=True),
     Case("demo-workers-0", "demo", lambda w: ["--quick", "--workers", "0", "--out", w.case / "out"], 2, "at least 1"),
     Case("demo-epochs-0", "demo", lambda w: ["--quick", "--epochs", "0", "--out", w.case / "out"], 2, "at least 1"),
 ]
@@ -281,6 +333,8 @@ def error_lines(tool, stderr):
     """The error lines of ``tool``: '<tool>: error:' (argparse: '<script>: error:'), '<tool>: failed:'."""
     names = {tool, SCRIPTS[tool], os.path.basename(sys.argv[0])}   # in-process argparse names itself after argv[0]
     starts = tuple(f"{name}: {kind}:" for name in names for kind in ("error", "failed", "training failed"))
+    if tool in LEGACY_FORM:
+        starts = (f"{tool}: ",)
     return [line for line in stderr.splitlines() if line.startswith(starts)]
 
 

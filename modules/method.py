@@ -123,6 +123,21 @@ class FommFamily:
     def build_networks(self, model_params):
         return fomm_networks(model_params)
 
+    def example_item(self, config, generator):
+        """One training sample as the dataset gives it, with random frames (benchmarks, GPU checks):
+        {'source', 'driving': (C, H, W) in [0, 1], 'source_prior', 'driving_prior': (18, 2) px}."""
+        import torch
+
+        from modules.facial_prior import fallback_prior
+
+        h, w, c = config["dataset_params"]["frame_shape"]
+        item = {name: torch.rand(c, h, w, generator=generator) for name in ("source", "driving")}
+        if self.uses_prior:
+            prior = fallback_prior((h, w))
+            item["source_prior"] = prior + torch.randn(prior.shape, generator=generator)
+            item["driving_prior"] = prior + torch.randn(prior.shape, generator=generator)
+        return item
+
     def training(self, networks, config, device):
         from modules.training import FommTraining
 

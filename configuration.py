@@ -77,6 +77,10 @@ TRAIN_COMMON = {
     "num_workers": Field(int, 2, low=0),
     "precision": Field(str, "fp32", choices=("fp32", "bf16")),
     "log_freq": Field(int, 10, low=1),
+    # When NaN/inf losses and gradient norms are checked: every step (before it is applied), at log
+    # intervals (no host synchronisation per step; nothing is saved after a bad step), or auto
+    # (every step on the CPU, at log intervals on CUDA).
+    "finite_check": Field(str, "auto", choices=("auto", "step", "log")),
 }
 
 SCHEMA = Section({

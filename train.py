@@ -101,12 +101,14 @@ def scheduler_key(optimizer_key):
     return "scheduler" + optimizer_key[len("optimizer"):]
 
 
-def gradient_norm(module):
-    """Total L2 norm of the module's gradients (0 when none), as a float."""
+def gradient_norm(module, as_tensor=False):
+    """Total L2 norm of the module's gradients (0 when none), as a float (or a 0-d tensor on the
+    gradients' device, which needs no host synchronisation)."""
     grads = [p.grad for p in module.parameters() if p.grad is not None]
     if not grads:
-        return 0.0
-    return float(torch.nn.utils.get_total_norm(grads))
+        return torch.zeros(()) if as_tensor else 0.0
+    norm = torch.nn.utils.get_total_norm(grads)
+    return norm.detach().float() if as_tensor else float(norm)
 
 
 def _to_device(batch, device):
@@ -190,6 +192,12 @@ class Trainer:
         self.log_dir = log_dir
         self.parallel = parallel
         self.device = parallel.device
+        # Loss and gradient checks need the values on the host: every step on the CPU (free), at
+        # log intervals on CUDA (a per-step check would stall the GPU pipeline once per step).
+        check = train_params["finite_check"]
+        self.check_each_step = check == "step" or (check == "auto" and self.device.type != "cuda")
+        if self.device.type == "cuda":
+            torch.backends.cudnn.benchmark = True  # fixed frame size: pick the fastest kernels once
 
         loaded = ckpt.read_checkpoint(checkpoint) if checkpoint else None
         self.kind = ckpt.training_kind(loaded, stage, published_optimizers(self.method, stage)) if loaded else None
@@ -285,11 +293,12 @@ class Trainer:
         return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=bf16)
 
     def _mean_values(self, losses):
-        """Losses averaged over the processes, as floats (NaN anywhere → NaN everywhere)."""
+        """Losses averaged over the processes (NaN anywhere → NaN everywhere): floats, or 0-d device
+        tensors when the finiteness check waits for the log interval."""
         names = list(losses)
         values = torch.stack([losses[n].detach().float() for n in names])
         values = self.parallel.sum(values) / self.parallel.world_size
-        return dict(zip(names, values.tolist()))
+        return dict(zip(names, values.tolist() if self.check_each_step else values.unbind()))
 
     def _check(self, values, what):
         bad = _nonfinite(values)
@@ -300,6 +309,26 @@ class Trainer:
             raise NonFiniteError(f"{what} {shown} at epoch {self.epoch}, iteration {self.iteration + 1}: stopped "
                                  f"before applying it, nothing saved ({last}); lower the learning rates or check "
                                  "the data")
+
+    def _checked(self, pending):
+        """The (iteration, values, norms) of steps whose finiteness check waited for the log interval
+        (CUDA: no host synchronisation per step), as floats, checked in order. A non-finite one stops
+        the run before anything is saved; the steps after it were applied but are never saved."""
+        out = []
+        for iteration, values, norms in pending:
+            values = {k: float(v) for k, v in values.items()}
+            norms = {k: float(v) for k, v in norms.items()}
+            for what, numbers in (("loss", values), ("gradient norm", norms)):
+                bad = _nonfinite(numbers)
+                if bad and not self.check_each_step:
+                    shown = ", ".join(f"{name} = {numbers[name]}" for name in bad)
+                    last = (f"the last checkpoint is {self.last_checkpoint}" if self.last_checkpoint
+                            else "no checkpoint was written by this run")
+                    raise NonFiniteError(f"{what} {shown} at epoch {self.epoch}, iteration {iteration} (checked at "
+                                         f"iteration {self.iteration}): stopped, nothing saved ({last}); lower the "
+                                         "learning rates or check the data")
+            out.append((iteration, values, norms))
+        return out
 
     def step(self, batch):
         """One optimiser step: every phase of the method in turn. Returns (loss values, gradient
@@ -315,10 +344,13 @@ class Trainer:
             for key in phase.optimizers:
                 self.optimizers[key].zero_grad()
             phase_values = self._mean_values(phase.losses)
-            self._check(phase_values, "loss")
+            if self.check_each_step:
+                self._check(phase_values, "loss")
             sum(phase.losses.values()).backward()
-            phase_norms = {f"grad_norm/{n}": gradient_norm(self.networks[n]) for n in phase.networks}
-            self._check(phase_norms, "gradient norm")
+            phase_norms = {f"grad_norm/{n}": gradient_norm(self.networks[n], not self.check_each_step)
+                           for n in phase.networks}
+            if self.check_each_step:
+                self._check(phase_norms, "gradient norm")
             if phase.before_step is not None:
                 phase.before_step()
             for key in phase.optimizers:
@@ -380,9 +412,10 @@ class Trainer:
             skip = min(self.epoch_samples // self.parallel.world_size, self.sampler.num_samples)
             self.sampler.set_epoch(self.epoch, skip=skip)
             self.logger.start_epoch(self.epoch, self.batches_per_epoch, done=done)
-            started, sample, sums, count = time.time(), None, {}, 0
+            started, sample, sums, count, pending = time.time(), None, {}, 0, []
             for batch in self.loader:
                 if self.parallel.any(stop.reason is not None):
+                    self._checked(pending)  # nothing is saved from a step that was not finite
                     return self._stop(stop.reason or "another process")
                 if self.grayscale is None:
                     self.grayscale = _gray_frames(batch)
@@ -391,18 +424,23 @@ class Trainer:
                 self.iteration += 1
                 self.epoch_samples += self.batch_size
                 done += 1
-                for name, value in values.items():
-                    sums[name] = sums.get(name, 0.0) + value
-                count += 1
-                self.logger.log_iteration(self.epoch, self.iteration, values, norms)
-                if log.isEnabledFor(logging.DEBUG):
-                    log.debug("iteration %d (epoch %d): %s", self.iteration, self.epoch,
-                              "; ".join(f"{k} {v:.5f}" for k, v in values.items()))
+                pending.append((self.iteration, values, norms))
+                if self.check_each_step or self.iteration % self.train_params["log_freq"] == 0 \
+                        or done == self.batches_per_epoch:
+                    for iteration, values, norms in self._checked(pending):
+                        for name, value in values.items():
+                            sums[name] = sums.get(name, 0.0) + value
+                        count += 1
+                        self.logger.log_iteration(self.epoch, iteration, values, norms)
+                        if log.isEnabledFor(logging.DEBUG):
+                            log.debug("iteration %d (epoch %d): %s", iteration, self.epoch,
+                                      "; ".join(f"{k} {v:.5f}" for k, v in values.items()))
+                        if callback is not None:
+                            callback(self, values)
+                    pending = []
                 if done == self.batches_per_epoch and self.parallel.is_main:
                     sample = self._sheet(batch, generated)
                 del generated
-                if callback is not None:
-                    callback(self, values)
                 if stop_at_iteration is not None and self.iteration >= stop_at_iteration:
                     stop.request("stop_at_iteration")
             for scheduler in self.schedulers.values():

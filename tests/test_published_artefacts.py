@@ -58,6 +58,7 @@ PROJECT_KEYS = {
     "train_params.num_workers": 2,
     "train_params.precision": "fp32",
     "train_params.log_freq": 10,
+    "train_params.finite_check": "auto",                   # every step on the CPU, at log intervals on CUDA
     "reconstruction_params.fps": 25,
     "animate_params.fps": 25,
     "animate_params.batch_frames": 8,

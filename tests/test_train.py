@@ -179,6 +179,27 @@ def test_nan_loss_stops_naming_the_loss_and_saves_nothing(pairs, tmp_path, monke
     ckpt.read_checkpoint(str(tmp_path / checkpoint_name(0)))
 
 
+def test_nan_checked_at_log_intervals_stops_before_any_save(pairs, tmp_path, monkeypatch):
+    """finite_check: log (the CUDA default: no host sync per step) finds the NaN of step 2 at the
+    epoch's end, before the checkpoint of that epoch is written, and names the step it came from."""
+    import modules.model
+
+    config = fast_config(num_epochs=2, num_repeats=2, checkpoint_freq=1, finite_check="log", log_freq=100)
+    original = modules.model.equivariance_jacobian_loss
+    calls = []
+
+    def poison_second(*args):
+        calls.append(1)
+        value = original(*args)
+        return value * float("nan") if len(calls) == 2 else value
+
+    monkeypatch.setattr(modules.model, "equivariance_jacobian_loss", poison_second)
+    with pytest.raises(NonFiniteError, match=r"loss equivariance_jacobian = nan at epoch 0, iteration 2 "
+                                             r"\(checked at iteration 2\)"):
+        _train_to(tmp_path, pairs, config)
+    assert not list(tmp_path.glob("*.pth.tar"))
+
+
 def test_failed_checkpoint_write_leaves_the_previous_one_intact(pairs, tmp_path, monkeypatch):
     """torch.save dies half-way through the second checkpoint (same file name as the first)."""
     config = fast_config(num_epochs=1, num_repeats=1)

@@ -216,7 +216,8 @@ def test_failed_checkpoint_write_leaves_the_previous_one_intact(pairs, tmp_path,
 
     monkeypatch.setattr(ckpt.torch, "save", half_then_fail)
     # The same run again into the same folder: its first checkpoint replaces the file written above.
-    with pytest.raises(CheckpointWriteError, match="No space left on device"):
+    # Issue 18: a full disk is said in plain words (it used to quote the OS / torch error).
+    with pytest.raises(CheckpointWriteError, match="disk full while writing checkpoint"):
         _train_to(tmp_path, pairs, config)
     assert open(first.checkpoint, "rb").read() == original_bytes
     ckpt.read_checkpoint(first.checkpoint)

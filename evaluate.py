@@ -587,7 +587,6 @@ def main(argv=None):
     from modules.face_landmarks import FaceModelError
 
     if args.kind == "compare":
-        # The newer convention (errors.py): one line 'evaluate.py: error: …', exit 2.
         try:
             import compare_page
 
@@ -608,9 +607,8 @@ def main(argv=None):
         if isinstance(error, OSError) and is_disk_full(error):
             return report("evaluate.py", disk_full_error(args.out or args.generated, "no partial CSV or JSON is "
                                                          "left; earlier results are kept"))
-        # Kept as it was (tests/test_evaluate.py): one line, exit 1.
-        print(f"evaluate.py: {error}", file=sys.stderr)
-        return 1
+        # Every tool's convention (errors.py): one line 'evaluate.py: error: …', exit 2.
+        return report("evaluate.py", error if isinstance(error, InputError) else EvaluationError(str(error)))
     print(json.dumps({k: _clean(v) for k, v in summary.items()}, indent=2))
     return 0
 

@@ -44,7 +44,7 @@ REFERENCE = REPO.parent / "shared" / "reference"
 # reported as not available.
 CONFIGS = {
     "fp-fomm": ("config/your_dataset_train.yaml", "config/tiny.yaml"),
-    "fomm": ("config/fomm_vox256.yaml", "config/tiny_fomm.yaml"),
+    "fomm": ("config/fomm/vox-256.yaml", "config/tiny_fomm.yaml"),
     "fpb-fomm": ("config/fpb_fomm.yaml", "config/tiny_fpb_fomm.yaml"),
     "mraa": ("config/mraa/vox256.yaml", "config/tiny_mraa.yaml"),
     "fpb-mraa": ("config/fpb_mraa.yaml", "config/tiny_fpb_mraa.yaml"),

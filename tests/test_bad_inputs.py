@@ -45,9 +45,7 @@ MAINS = {"run.py": run.main, "preprocess": preprocess.main, "kpmaker": kpmaker.m
          "demo": demo_pipeline.main, "demo.py": demo.main, "evaluate.py": evaluate.main}
 SCRIPTS = {"run.py": "run.py", "preprocess": "preprocess.py", "kpmaker": "kpmaker.py", "aumaker": "aumaker.py",
            "demo": "demo_pipeline.py", "demo.py": "demo.py", "evaluate.py": "evaluate.py"}
-# evaluate.py's reconstruction / animation modes keep their older form, 'evaluate.py: <message>', exit 1
-# (tests/test_evaluate.py asserts it); every other tool: '<tool>: error: …' exit 2, '<tool>: failed: …' exit 1.
-LEGACY_FORM = {"evaluate.py"}
+# Every tool: '<tool>: error: …' exit 2 for bad input, '<tool>: failed: …' exit 1 for work that could not finish.
 TEMPORARY_MARKS = (".tmp-", ".partial-", ".tmp")
 
 
@@ -206,7 +204,7 @@ CASES = [
          subprocess=True),
     Case("demo.py-result_video-under-file", "demo.py", lambda w: w.demo(result=w.file / "r.mp4"), 2, UNDER_FILE,
          subprocess=True),
-    Case("evaluate-out-under-file", "evaluate.py", lambda w: w.evaluate(out=w.file / "scores"), 1, UNDER_FILE,
+    Case("evaluate-out-under-file", "evaluate.py", lambda w: w.evaluate(out=w.file / "scores"), 2, UNDER_FILE,
          subprocess=True),
     # Output folders that cannot be written.
     Case("train-log_dir-unwritable", "run.py", lambda w: w.train(), 2, "no permission", fault=unwritable),
@@ -220,7 +218,7 @@ CASES = [
          fault=unwritable),
     Case("demo.py-result_video-unwritable", "demo.py", lambda w: w.demo(result=w.case / "r.mp4"), 2,
          "no permission", fault=unwritable),
-    Case("evaluate-out-unwritable", "evaluate.py", lambda w: w.evaluate(out=w.case / "scores"), 1, "no permission",
+    Case("evaluate-out-unwritable", "evaluate.py", lambda w: w.evaluate(out=w.case / "scores"), 2, "no permission",
          fault=unwritable),
     # A full disk while writing: one line, exit 1, no temporary files (absent: no output published).
     Case("animate-disk-full", "run.py", lambda w: w.animate("--num_pairs", "1"), 1, "disk full",
@@ -236,7 +234,7 @@ CASES = [
          fault=full_disk_for_videos, absent=("r.mp4",)),
     Case("evaluate-disk-full", "evaluate.py", lambda w: w.evaluate(), 1, "disk full", fault=full_disk_for_results,
          absent=("out/reconstruction_metrics.csv", "out/reconstruction_metrics.json")),
-    Case("evaluate-real-missing", "evaluate.py", lambda w: w.evaluate(real=w.case / "no-real"), 1, "--real"),
+    Case("evaluate-real-missing", "evaluate.py", lambda w: w.evaluate(real=w.case / "no-real"), 2, "--real"),
     Case("demo.py-config-not-utf8", "demo.py", lambda w: w.demo(config=w.not_utf8), 2, "not a text (UTF-8) file"),
     Case("demo.py-checkpoint-bare-tensor", "demo.py", lambda w: w.demo("--crop", "--find_best_frame",
                                                                        checkpoint=w.bare_tensor), 2,
@@ -333,8 +331,6 @@ def error_lines(tool, stderr):
     """The error lines of ``tool``: '<tool>: error:' (argparse: '<script>: error:'), '<tool>: failed:'."""
     names = {tool, SCRIPTS[tool], os.path.basename(sys.argv[0])}   # in-process argparse names itself after argv[0]
     starts = tuple(f"{name}: {kind}:" for name in names for kind in ("error", "failed", "training failed"))
-    if tool in LEGACY_FORM:
-        starts = (f"{tool}: ",)
     return [line for line in stderr.splitlines() if line.startswith(starts)]
 
 

@@ -121,7 +121,7 @@ def test_pair_names_resolve_with_dashes(tmp_path):
 
 
 def test_command_line_bad_input_is_one_line(tmp_path, capsys):
-    assert evaluate.main(["reconstruction", "--generated", str(tmp_path / "nothing"), "--real", str(tmp_path)]) == 1
+    assert evaluate.main(["reconstruction", "--generated", str(tmp_path / "nothing"), "--real", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "Traceback" not in err and "nothing" in err
 
@@ -129,5 +129,5 @@ def test_command_line_bad_input_is_one_line(tmp_path, capsys):
 def test_command_line_mismatched_lengths(split, tmp_path, capsys):
     _copy_clip(split / "test" / CLIP, tmp_path / "real" / CLIP, frames=3)
     _copy_clip(split / "test" / CLIP, tmp_path / "gen" / CLIP, frames=2)
-    assert evaluate.main(["reconstruction", "--generated", str(tmp_path / "gen"), "--real", str(tmp_path / "real")]) == 1
+    assert evaluate.main(["reconstruction", "--generated", str(tmp_path / "gen"), "--real", str(tmp_path / "real")]) == 2
     assert "different frame counts" in capsys.readouterr().err

@@ -507,3 +507,18 @@ def make_train_loader(dataset, batch_size, num_repeats=1, num_workers=0, sampler
     return DataLoader(repeated, batch_size=batch_size, shuffle=sampler is None, sampler=sampler,
                       num_workers=num_workers, drop_last=True, persistent_workers=num_workers > 0,
                       generator=generator)
+
+
+def example_item(config, generator, uses_prior):
+    """A random training item shaped as FramesDataset gives it (benchmarks and device checks):
+    {'source', 'driving': (C, H, W) in [0, 1]} plus, when ``uses_prior``, 'source_prior' and
+    'driving_prior' (18, 2) pixels near the fallback template."""
+    from modules.facial_prior import fallback_prior
+
+    h, w, c = config["dataset_params"]["frame_shape"]
+    item = {name: torch.rand(c, h, w, generator=generator) for name in ("source", "driving")}
+    if uses_prior:
+        prior = fallback_prior((h, w))
+        item["source_prior"] = prior + torch.randn(prior.shape, generator=generator)
+        item["driving_prior"] = prior + torch.randn(prior.shape, generator=generator)
+    return item

@@ -257,6 +257,8 @@ class Trainer:
         if parallel.distributed:
             self.training.distribute(self.device)
         self._build_loader(dataset)
+        if hasattr(self.training, "set_steps_per_epoch"):  # e.g. GANimation's every-n-th-step generator
+            self.training.set_steps_per_epoch(self.batches_per_epoch)
         self.logger = Logger(log_dir, enabled=parallel.is_main, log_freq=train_params["log_freq"],
                              start_iteration=self.iteration, progress=progress)
         if parallel.is_main:

@@ -156,15 +156,41 @@ def random_au_table(num_frames, seed=0):
                                 (intensity >= 2.5).astype(np.float32), np.ones(num_frames, dtype=bool))
 
 
-def start_pair(driver, target, frames, priors, total_frames):
-    """driver.start for a benchmark pair; AU-driven drivers get a random AU table of ``total_frames``."""
-    import inspect
+def bench_data(config, target, total_frames):
+    """Per-clip data a driver may read, in a temporary folder the config then points at: the target's
+    landmark file (kpmaker's format; dlib on the 256-pixel face, scaled) and the driving clip's AU
+    table (``total_frames`` rows). Returns the folder (a TemporaryDirectory)."""
+    import au_format
+    import kpmaker
+    from PIL import Image
 
-    kwargs = {"target_prior": None if priors is None else priors[0],
-              "first_prior": None if priors is None else priors[0], "clip": "bench", "target_name": "bench-target"}
-    if "table" in inspect.signature(driver.start).parameters:
-        kwargs["table"] = random_au_table(total_frames)
-    return driver.start(target, frames[0], **kwargs)
+    from modules.face_landmarks import FaceLandmarker
+    from modules.facial_prior import prior_from_landmarks
+
+    folder = tempfile.TemporaryDirectory(prefix="bench_gpu-")
+    h, w = target.shape[:2]
+    large = np.asarray(Image.fromarray(target).resize((256, 256), Image.BICUBIC))
+    marks = FaceLandmarker().landmarks(large)
+    if marks is not None:
+        marks = ((np.asarray(marks, np.float32) + 0.5) * np.array([w / 256, h / 256], np.float32) - 0.5)[None]
+        arrays = {"frames": np.array(["img1.png"]), "landmarks": marks,
+                  "prior": prior_from_landmarks(torch.from_numpy(marks)).numpy().astype(np.float32),
+                  "found": np.ones(1, dtype=bool), "frame_size": np.array([h, w], dtype=np.int64)}
+        kpmaker.write_keypoints(kpmaker.keypoint_path(Path(folder.name) / "keypoints", "bench-target"), arrays,
+                                "bench", "bench")
+    au_format.write_aus(au_format.au_path(Path(folder.name) / "aus", "bench"), random_au_table(total_frames))
+    dataset = config["dataset_params"]
+    dataset["root_dir"], dataset["keypoint_dir"] = folder.name, str(Path(folder.name) / "keypoints")
+    if "au_dir" in dataset:
+        dataset["au_dir"] = str(Path(folder.name) / "aus")
+    return folder
+
+
+def start_pair(driver, target, frames, priors, total_frames):
+    """driver.start for a benchmark pair (clip 'bench', target 'bench-target', see bench_data)."""
+    return driver.start(target, frames[0], target_prior=None if priors is None else priors[0],
+                        first_prior=None if priors is None else priors[0], clip="bench",
+                        target_name="bench-target", num_frames=total_frames)
 
 
 def random_driver(spec, config, device, precision, compile_, batch):
@@ -187,9 +213,11 @@ def bench_animation(spec, config, device, quick, compile_=True):
         for batch in sizes:
             if compile_ and batch != compile_batch:
                 continue
-            driver = random_driver(spec, config, device, "bf16" if precision != "fp32" else "fp32", compile_, batch)
             target, frames, priors = animation_inputs(spec, config, batch)
-            pair = start_pair(driver, target, frames, priors, batch * (warmup + reps + 4))
+            total = batch * (warmup + reps + 4)
+            data = bench_data(config, target, total)
+            driver = random_driver(spec, config, device, "bf16" if precision != "fp32" else "fp32", compile_, batch)
+            pair = start_pair(driver, target, frames, priors, total)
 
             def run():
                 return driver.generate(pair, frames, priors)
@@ -204,6 +232,7 @@ def bench_animation(spec, config, device, quick, compile_=True):
                 outputs[precision] = run().astype(np.float64)
                 out["tflops"][precision] = out["gflop_per_frame"] * batch / seconds / 1e3
             del driver
+            data.cleanup()
     if "fp32" in outputs and "bf16" in outputs:
         out["bf16_vs_fp32_mean_grey_levels"] = float(np.abs(outputs["bf16"] - outputs["fp32"]).mean())
     return out
@@ -375,7 +404,8 @@ def _ganimation_fixture(device):
 
 FIXTURES = {"fp-fomm": lambda d: _fomm_fixture(d, "reference-a.pt"),
             "fpb-fomm": lambda d: _fomm_fixture(d, "fpb-fomm-a.pt"),
-            "tpsmm": _tpsmm_fixture, "mraa": _mraa_fixture, "ganimation": _ganimation_fixture}
+            "tpsmm": _tpsmm_fixture, "mraa": _mraa_fixture, "ganimation": _ganimation_fixture,
+            "ulme-gan": _ganimation_fixture}
 
 
 def check_fixture(method, device):

@@ -124,19 +124,10 @@ class FommFamily:
         return fomm_networks(model_params)
 
     def example_item(self, config, generator):
-        """One training sample as the dataset gives it, with random frames (benchmarks, GPU checks):
-        {'source', 'driving': (C, H, W) in [0, 1], 'source_prior', 'driving_prior': (18, 2) px}."""
-        import torch
+        """One random training sample as the dataset gives it (benchmarks, device checks)."""
+        from frames_dataset import example_item
 
-        from modules.facial_prior import fallback_prior
-
-        h, w, c = config["dataset_params"]["frame_shape"]
-        item = {name: torch.rand(c, h, w, generator=generator) for name in ("source", "driving")}
-        if self.uses_prior:
-            prior = fallback_prior((h, w))
-            item["source_prior"] = prior + torch.randn(prior.shape, generator=generator)
-            item["driving_prior"] = prior + torch.randn(prior.shape, generator=generator)
-        return item
+        return example_item(config, generator, self.uses_prior)
 
     def training(self, networks, config, device):
         from modules.training import FommTraining

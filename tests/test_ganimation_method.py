@@ -411,7 +411,8 @@ def test_generator_steps_count_within_the_epoch():
 
     assert batches_per_epoch(8, 2) == 4 and batches_per_epoch(9, 4, world_size=2) == 2
     training = GanimationTraining.__new__(GanimationTraining)
-    training.params, training.num_samples, training.world_size = {"batch_size": 2}, 14, 1   # 7 steps per epoch
+    training.params, training.world_size = {"batch_size": 2}, 1
+    training.set_steps_per_epoch(batches_per_epoch(14, 2))   # 7 steps per epoch, as the trainer says
     assert [training.step_in_epoch(1, i) for i in (7, 8, 13)] == [0, 1, 6]
 
 

@@ -121,6 +121,17 @@ class GanimationFamily:
             init_weights(net, model_params["init_type"], model_params["init_gain"])
         return {"gen": gen, "dis": dis}
 
+    def example_item(self, config, generator):
+        """One random training sample as AUFrames gives it (benchmarks, device checks): an image in
+        [-1, 1] at the model's size, its AUs and a target's (÷5, in [0, 1])."""
+        import torch
+
+        model = config["model_params"]
+        size, channels, aus = model["image_size"], model["img_nc"], model["aus_nc"]
+        return {"source": torch.rand(channels, size, size, generator=generator) * 2 - 1,
+                "source_aus": torch.rand(aus, generator=generator),
+                "target_aus": torch.rand(aus, generator=generator)}
+
     def build_dataset(self, config, is_train=True, validate=True):
         from modules.ganimation.training import build_au_dataset
 

@@ -159,9 +159,12 @@ class GanimationTraining:
                                      **{k: self.params[k] for k in LAMBDAS}).to(device)
         self.world_size = 1
         # The original counts the generator's turn (idx % train_gen_iter) within each epoch; the step's
-        # place in its epoch follows from the global iteration and the steps per epoch.
-        dataset = build_au_dataset(config, validate=False)
-        self.num_samples = len(dataset) * self.params["num_repeats"]
+        # place in its epoch follows from the global iteration and the steps per epoch, which the
+        # trainer tells once its loader exists (set_steps_per_epoch).
+        self.steps_per_epoch = None
+
+    def set_steps_per_epoch(self, steps):
+        self.steps_per_epoch = steps
 
     def optimizers(self):
         betas = (self.params["beta1"], self.params["beta2"])
@@ -176,7 +179,7 @@ class GanimationTraining:
             published=p["lr_decay_rule"] == "published") for key, optimizer in optimizers.items()}
 
     def step_in_epoch(self, epoch, iteration):
-        per_epoch = batches_per_epoch(self.num_samples, self.params["batch_size"], self.world_size)
+        per_epoch = self.steps_per_epoch
         within = iteration - epoch * per_epoch
         return within if 0 <= within < per_epoch else iteration
 

@@ -210,6 +210,12 @@ class Mraa:
     def build_networks(self, model_params):
         return mraa_networks(model_params)
 
+    def example_item(self, config, generator):
+        """One random training sample as the dataset gives it (benchmarks, device checks)."""
+        from frames_dataset import example_item
+
+        return example_item(config, generator, self.uses_prior)
+
     def training(self, networks, config, device, stage="train"):
         from modules.mraa.training import MraaAvdTraining, MraaTraining
 

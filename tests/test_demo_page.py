@@ -151,11 +151,20 @@ def test_demo_page_loads_every_media_and_lists_every_method(demo, tmp_path):
     finally:
         driver.close()
     pairs = (demo / "data_test.csv").read_text().strip().splitlines()[1:]
+    shown = shown_methods(demo)
     # Per pair: the driving clip, the target with its prior, and one clip per method.
-    assert len(media) >= len(pairs) * (2 + len(demo_pipeline.METHODS))
+    assert len(media) >= len(pairs) * (2 + len(shown))
     assert [m["src"] for m in media if not m["loaded"]] == []
-    labels = [demo_pipeline.METHOD_LABELS[m] for m in demo_pipeline.METHODS]
+    labels = list(demo_pipeline.method_labels(shown).values())
     assert tables == [labels, labels]  # reconstruction and animation tables, a row per method
+
+
+def shown_methods(demo):
+    """The methods the page shows: the short FP-FOMM trained by the run, shipped models, copy-the-target."""
+    shown = json.loads((demo / "methods.json").read_text())
+    assert shown[0] == demo_pipeline.SHORT and shown[-1] == demo_pipeline.COPY
+    assert set(demo_pipeline.QUICK_METHODS) <= set(shown)   # --quick: these shipped checkpoints
+    return shown
 
 
 def test_demo_outputs_follow_the_megc_form(demo):
@@ -163,11 +172,11 @@ def test_demo_outputs_follow_the_megc_form(demo):
     assert pairs[0] == "distance,source,driving,frame"
     for line in pairs[1:]:
         _, target, driving, _ = line.split(",")
-        for method in ("fp-fomm", "fomm"):
+        for method in (demo_pipeline.SHORT, *demo_pipeline.QUICK_METHODS):
             generated = demo / "results" / method / "animation" / f"{driving}-{target}"
             real = demo / "data" / "test" / driving
             assert sorted(p.name for p in generated.iterdir()) == sorted(p.name for p in real.iterdir())
-    for method in demo_pipeline.METHODS:
+    for method in shown_methods(demo):
         summary = json.loads((demo / "results" / method / "scores-reconstruction" /
                               "reconstruction_metrics.json").read_text())["summary"]
         assert summary["l1"] is not None and 0 <= summary["l1"] < 1
@@ -176,8 +185,14 @@ def test_demo_outputs_follow_the_megc_form(demo):
 def test_rerun_reuses_finished_stages(demo, capsys):
     assert demo_pipeline.main(["--quick", "--out", str(demo), "--workers", "1", "--device", "cpu"]) == 0
     out = capsys.readouterr().out
-    for stage in ("raw", "prepare", "micro", "train-fp-fomm", "train-fomm", "evaluate"):
+    for stage in ("raw", "prepare", "micro", "aus", "train-fp-fomm", "copy-target"):
         assert f"{stage}: done earlier, skipped" in out
+    for method in shown_methods(demo):   # every method's animation, reconstruction and scores are reused
+        for kind in ("animate", "reconstruct", "evaluate"):
+            if kind != "evaluate" and method == demo_pipeline.COPY:
+                continue
+            assert any(line.startswith(f"{kind}-{method}-") and line.endswith(": done earlier, skipped")
+                       for line in (l.split("] ", 1)[-1] for l in out.splitlines())), (kind, method)
 
 
 def test_micro_window_on_a_known_trajectory():

@@ -31,7 +31,7 @@ from au_format import au_path, atomic_write_text, empty_rows, make_table, write_
 from cli_args import OneLineParser
 from errors import EXIT_FAILED, EXIT_OK, InputError, RunError, report
 from fileio import check_output_dir, disk_full_error, is_disk_full
-from frame_io import FrameError, clip_folders, frames_fingerprint, list_frames, read_rgb
+from frame_io import FrameError, frames_fingerprint, list_frames, read_rgb, split_clips
 import openface
 from openface import DEFAULT_MIN_CONFIDENCE
 
@@ -211,18 +211,8 @@ def find_jobs(root, out, splits=SPLITS, openface_dir=None, min_confidence=DEFAUL
     root = Path(root)
     if not root.is_dir():
         raise AUMakerError(f"--root {root}: no such folder (expected the dataset root written by preprocess.py)")
-    jobs = [ClipJob(split, folder.name, str(folder), str(out), openface_dir, min_confidence)
-            for split in splits for folder in clip_folders(root / split)]
-    if not jobs:
-        raise AUMakerError(f"no clip folders under {root}/{{{','.join(splits)}}}; run preprocess.py first "
-                           "(layout: ROOT/train/<clip>/<frame>.png)")
-    seen = {}
-    for job in jobs:
-        if job.name in seen:
-            raise AUMakerError(f"clip name '{job.name}' is in both {seen[job.name]} and {job.folder}; AU files "
-                               "are keyed by clip name, so rename one of them")
-        seen[job.name] = job.folder
-    return jobs
+    return [ClipJob(split, folder.name, str(folder), str(out), openface_dir, min_confidence)
+            for split, folder in split_clips(root, splits, AUMakerError, "AU files")]
 
 
 # --------------------------------------------------------------------------- reporting

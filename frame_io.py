@@ -165,6 +165,24 @@ def frames_fingerprint(paths):
     return digest.hexdigest()
 
 
+def split_clips(root, splits, error, what):
+    """[(split, clip folder)] under <root>/<split> for each split, in order; clip names must be unique
+    across splits because the per-clip files (``what``: 'keypoint files', 'AU files') are keyed by the
+    name. Raises ``error`` (an exception class) with a one-line message."""
+    root = Path(root)
+    found = [(split, folder) for split in splits for folder in clip_folders(root / split)]
+    if not found:
+        raise error(f"no clip folders under {root}/{{{','.join(splits)}}}; run preprocess.py first "
+                    "(layout: ROOT/train/<clip>/<frame>.png)")
+    seen = {}
+    for _, folder in found:
+        if folder.name in seen:
+            raise error(f"clip name '{folder.name}' is in both {seen[folder.name]} and {folder}; {what} are keyed "
+                        "by clip name, so rename one of them")
+        seen[folder.name] = folder
+    return found
+
+
 def clip_folders(split_dir):
     """Clip folders directly under a split folder (train/ or test/), in natural order of their names."""
     split_dir = Path(split_dir)

@@ -158,7 +158,22 @@ def _float_kp(kp):
     return {k: v.float() for k, v in kp.items()}
 
 
-class Animator:
+class TorchDriver:
+    """What every driver of torch networks shares; subclasses set ``device``, ``precision``,
+    ``num_channels`` and ``channels_last``."""
+
+    def _autocast(self):
+        if self.precision == "bf16":
+            return torch.autocast(self.device.type, dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def to_device(self, frames, gray=False):
+        """(B, H, W, 3) uint8 frames → network input (B, C, H, W) float32 in [0, 1] on the device."""
+        x = frames_to_tensor(frames, self.num_channels, gray, self.device)
+        return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
+
+
+class Animator(TorchDriver):
     """The networks plus how to run them. Methods take and return tensors on ``device``.
 
     ``precision``: 'fp32' or 'bf16' (autocast). On the CPU the networks are prepared in place for
@@ -196,16 +211,6 @@ class Animator:
         if self.compiled:
             self._detect = torch.compile(kp_detector, dynamic=False)
             self._decode = torch.compile(generator.decode, dynamic=False)
-
-    def _autocast(self):
-        if self.precision == "bf16":
-            return torch.autocast(self.device.type, dtype=torch.bfloat16)
-        return contextlib.nullcontext()
-
-    def to_device(self, frames, gray=False):
-        """(B, H, W, 3) uint8 frames → network input on the device."""
-        x = frames_to_tensor(frames, self.num_channels, gray, self.device)
-        return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
 
     def _priors(self, priors, batch):
         if not self.uses_prior:

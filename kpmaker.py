@@ -42,7 +42,7 @@ import numpy as np
 from cli_args import OneLineParser, UPSAMPLE, positive_int
 from errors import EXIT_FAILED, EXIT_OK, InputError, RunError, report
 from fileio import atomic_write_text, check_output_dir, disk_full_error, is_disk_full, make_temporary
-from frame_io import FrameError, clip_folders, frames_fingerprint, list_frames, read_rgb
+from frame_io import FrameError, frames_fingerprint, list_frames, read_rgb, split_clips
 
 SPLITS = ("train", "test")
 FORMAT_VERSION = 1
@@ -244,19 +244,8 @@ def _work(job):
 
 def find_jobs(root, out, splits=SPLITS):
     """A ClipJob per clip folder under <root>/<split>; clip names must be unique across splits."""
-    root = Path(root)
-    jobs = [ClipJob(split, folder.name, str(folder), str(out))
-            for split in splits for folder in clip_folders(root / split)]
-    if not jobs:
-        raise KeypointError(f"no clip folders under {root}/{{{','.join(splits)}}}; run preprocess.py first "
-                            "(layout: ROOT/train/<clip>/<frame>.png)")
-    seen = {}
-    for job in jobs:
-        if job.name in seen:
-            raise KeypointError(f"clip name '{job.name}' is in both {seen[job.name]} and {job.folder}; keypoint "
-                                "files are keyed by clip name, so rename one of them")
-        seen[job.name] = job.folder
-    return jobs
+    return [ClipJob(split, folder.name, str(folder), str(out))
+            for split, folder in split_clips(root, splits, KeypointError, "keypoint files")]
 
 
 def run_jobs(jobs, predictor, upsample, workers):

@@ -23,7 +23,6 @@ image's part is computed once per target, and the AUs' part is a per-position li
 Every batch then starts after that convolution. Batches of ``batch_frames`` AU vectors share the
 target; fp32 equals the original per-frame forward to about 1e-6; ``precision='bf16'`` autocasts.
 """
-import contextlib
 import warnings
 from dataclasses import dataclass
 
@@ -33,7 +32,7 @@ import torch.nn.functional as F
 
 import au_format
 from frame_io import sort_names
-from inference import PRECISIONS, AnimationError, frames_to_tensor, tensor_to_frames
+from inference import PRECISIONS, AnimationError, TorchDriver, frames_to_tensor, tensor_to_frames
 from modules.ganimation import au_sequence
 from modules.ganimation.model_utils import compose
 from modules.ganimation.training import au_dir_of
@@ -138,7 +137,7 @@ class GanimationPair:
     cursor: int = 0
 
 
-class GanimationDriver:
+class GanimationDriver(TorchDriver):
     """The driver: ``start`` reads the clip's AUs and prepares the target, ``generate`` the next frames.
 
     gen: SplitGenerator (eval mode). Output frames are the 128×128 (``image_size``) results resized to
@@ -167,11 +166,6 @@ class GanimationDriver:
         self.options = SequenceOptions.from_config(config)
         self.estimator = estimator
         self._template_aus = {}
-
-    def _autocast(self):
-        if self.precision == "bf16":
-            return torch.autocast(self.device.type, dtype=torch.bfloat16)
-        return contextlib.nullcontext()
 
     def network_image(self, frame, gray=False):
         """(H, W, 3) uint8 → (1, C, S, S) float32 in [-1, 1] on the device (the training transform; gray:

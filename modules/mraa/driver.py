@@ -14,13 +14,12 @@ On the CPU the networks run channels_last and the convolutions with few outputs 
 (modules/narrow_conv.py), the same sums; ``precision='bf16'`` runs the convolutions under autocast
 while the region geometry (covariances, SVD, inverses) stays float32.
 """
-import contextlib
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from inference import AnimationError, PRECISIONS, frames_to_tensor, tensor_to_frames
+from inference import PRECISIONS, AnimationError, TorchDriver, tensor_to_frames
 from modules.mraa.animation import get_animation_region_params
 from modules.narrow_conv import split_narrow_convolutions
 
@@ -51,7 +50,7 @@ def avd_never_trained(avd_network):
     return bool(counters) and all(int(c) == 0 for c in counters)
 
 
-class MraaDriver:
+class MraaDriver(TorchDriver):
     """Networks {'region_predictor', 'bg_predictor', 'generator', 'avd_network'} (eval mode, on ``device``).
 
     With FPB-FOMM's AWP region predictor (``fpb-mraa``) every frame needs its prior points (``uses_prior``).
@@ -87,16 +86,6 @@ class MraaDriver:
         self._regions, self._decode = self._region_params, self.generator.decode
         if compile:
             self._decode = torch.compile(self.generator.decode, dynamic=False)
-
-    def _autocast(self):
-        if self.precision == "bf16":
-            return torch.autocast(self.device.type, dtype=torch.bfloat16)
-        return contextlib.nullcontext()
-
-    def to_device(self, frames, gray=False):
-        """(B, H, W, 3) uint8 → (B, C, H, W) float32 on the device."""
-        x = frames_to_tensor(frames, self.num_channels, gray).to(self.device)
-        return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
 
     def _priors(self, priors, batch):
         """Prior points (B, 18, 2) pixels as a float32 tensor on the device (None when not used)."""

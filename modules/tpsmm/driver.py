@@ -14,14 +14,13 @@ TPSRAU: the keypoints are the target face's 50 landmarks for source and driving 
 so the motion comes from the AU branch: per driving frame (AU(frame) − AU(first frame)) / 5 of the
 clip's AU table (aumaker.py, ``<root>/aus/<clip>.csv`` or ``dataset_params.au_dir``).
 """
-import contextlib
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from inference import PRECISIONS, AnimationError, frames_to_tensor, tensor_to_frames
+from inference import PRECISIONS, AnimationError, TorchDriver, tensor_to_frames
 from modules.narrow_conv import split_narrow_convolutions
 from modules.tpsmm.animation import animation_kp
 
@@ -39,7 +38,7 @@ class TpsPair:
     position: int = 0              # driving frames done
 
 
-class TpsDriver:
+class TpsDriver(TorchDriver):
     uses_prior = False
 
     def __init__(self, networks, config, device, precision="fp32", compile=False, batch_frames=8, variant="tpsmm"):
@@ -68,15 +67,6 @@ class TpsDriver:
         self._decode = self.inpainting.decode
         if compile:
             self._decode = torch.compile(self.inpainting.decode, dynamic=False)
-
-    def _autocast(self):
-        if self.precision == "bf16":
-            return torch.autocast(self.device.type, dtype=torch.bfloat16)
-        return contextlib.nullcontext()
-
-    def to_device(self, frames, gray=False):
-        x = frames_to_tensor(frames, self.num_channels, gray).to(self.device)
-        return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
 
     def keypoints(self, frames):
         """{'fg_kp': (B, K·N, 2)} float32 of (B, C, H, W) frames. Always in fp32: the TPS fit amplifies

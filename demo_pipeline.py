@@ -420,9 +420,13 @@ def shipped_models(layout, models_dir, quick):
     if not manifest_path.is_file():
         raise DemoError(f"{manifest_path}: no manifest of demo models; make demo TRAIN=1 trains them "
                         "(python tools/train_demo_models.py)")
+    import methods
+
     manifest = json.loads(manifest_path.read_text())
+    order = {name: index for index, name in enumerate(methods.names())}
     models = {}
-    for method, entry in manifest["methods"].items():
+    # In registry order (the manifest lists them as training finished them).
+    for method, entry in sorted(manifest["methods"].items(), key=lambda item: order.get(item[0], len(order))):
         if quick and method not in QUICK_METHODS:
             continue
         path = Path(models_dir) / entry["checkpoint"]

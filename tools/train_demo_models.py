@@ -56,7 +56,10 @@ WIDTHS = {"block_expansion": 16, "ngf": 16, "ndf": 16}
 # Registered methods the default run leaves out, and why (a method named with --methods is trained).
 SKIP = {"ganimation": "GANimation is ULME-GAN's baseline (the same networks, other loss weights): left out of "
                       "the demo's 2-core training budget; ULME-GAN stands for both",
-        "fpb-mraa": "not one of the issue's methods; left out of the demo's 2-core training budget"}
+        "fpb-mraa": "not one of the issue's methods; left out of the demo's 2-core training budget",
+        # TPSMM's keypoint detector is the original's ResNet-18 (11.2 M parameters): 30 MB even in fp16.
+        "tpsmm": "TPSMM-ME stands for it: the same networks with the micro-expression settings; its ResNet-18 "
+                 "keypoint detector makes a 30 MB checkpoint even in fp16, too big to ship twice"}
 FP32_LIMIT = 8 << 20   # a checkpoint larger than this in fp32 is stored in fp16 (loads back as fp32)
 
 

@@ -416,7 +416,11 @@ class Trainer:
             self.logger.start_epoch(self.epoch, self.batches_per_epoch, done=done)
             started, sample, sums, count, pending = time.time(), None, {}, 0, []
             for batch in self.loader:
-                if self.parallel.any(stop.reason is not None):
+                # Under DDP asking every process is an all-reduce and a host sync: on CUDA it is done at
+                # log intervals only (a stop then comes up to log_freq steps later).
+                ask = (not self.parallel.distributed or self.check_each_step
+                       or self.iteration % self.train_params["log_freq"] == 0)
+                if ask and self.parallel.any(stop.reason is not None):
                     self._checked(pending)  # nothing is saved from a step that was not finite
                     return self._stop(stop.reason or "another process")
                 if self.grayscale is None:

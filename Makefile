@@ -22,7 +22,7 @@ test: $(VENV)/.installed
 ## re-running reuses the downloads and finished stages. TRAIN=1 first retrains every method with
 ## tools/train_demo_models.py's budget (into demo_output/models; the shipped files stay as they are).
 demo: $(VENV)/.installed
-	$(PY) demo_pipeline.py $(if $(FRESH),--fresh,) $(if $(TRAIN),--train-all,)
+	$(PY) tools/demo_pipeline.py $(if $(FRESH),--fresh,) $(if $(TRAIN),--train-all,)
 
 demo-clean:
 	rm -rf demo_output

@@ -1,4 +1,4 @@
-"""What the static result pages (demo_page.py, compare_page.py) share: number formatting, relative
+"""What the static result pages (tools/demo_page.py, compare_page.py) share: number formatting, relative
 links, clip GIFs, atomic file writes and the base style. Pages are plain files beside their pictures:
 no server, no script, no external asset."""
 import html

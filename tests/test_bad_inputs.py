@@ -44,7 +44,7 @@ pytestmark = pytest.mark.filterwarnings("ignore::modules.perceptual.VGGWeightsMi
 MAINS = {"run.py": run.main, "preprocess": preprocess.main, "kpmaker": kpmaker.main, "aumaker": aumaker.main,
          "demo": demo_pipeline.main, "demo.py": demo.main, "evaluate.py": evaluate.main}
 SCRIPTS = {"run.py": "run.py", "preprocess": "preprocess.py", "kpmaker": "kpmaker.py", "aumaker": "aumaker.py",
-           "demo": "demo_pipeline.py", "demo.py": "demo.py", "evaluate.py": "evaluate.py"}
+           "demo": "tools/demo_pipeline.py", "demo.py": "demo.py", "evaluate.py": "evaluate.py"}
 # Every tool: '<tool>: error: …' exit 2 for bad input, '<tool>: failed: …' exit 1 for work that could not finish.
 TEMPORARY_MARKS = (".tmp-", ".partial-", ".tmp")
 
@@ -329,7 +329,7 @@ def _temporaries(folder):
 
 def error_lines(tool, stderr):
     """The error lines of ``tool``: '<tool>: error:' (argparse: '<script>: error:'), '<tool>: failed:'."""
-    names = {tool, SCRIPTS[tool], os.path.basename(sys.argv[0])}   # in-process argparse names itself after argv[0]
+    names = {tool, SCRIPTS[tool], os.path.basename(SCRIPTS[tool]), os.path.basename(sys.argv[0])}   # in-process argparse names itself after argv[0]
     starts = tuple(f"{name}: {kind}:" for name in names for kind in ("error", "failed", "training failed"))
     return [line for line in stderr.splitlines() if line.startswith(starts)]
 

@@ -20,7 +20,6 @@ on real expression videos, not a paper-scale model; see the README for running o
 """
 import argparse
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -30,11 +29,13 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from cli_args import OneLineParser, positive_int
-from errors import EXIT_OK, InputError, RunError, report
-from fileio import check_output_dir, disk_full_error, is_disk_full
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))  # the project's modules; this folder (tools/) is on the path already
 
-REPO = Path(__file__).resolve().parent
+from cli_args import OneLineParser, positive_int  # noqa: E402
+from errors import EXIT_OK, InputError, RunError, report  # noqa: E402
+from fileio import check_output_dir, disk_full_error, is_disk_full  # noqa: E402
+
 CONFIG = REPO / "config" / "demo.yaml"
 CONFIG_FOMM = REPO / "config" / "demo_fomm.yaml"
 
@@ -458,7 +459,6 @@ def left_out_methods(models_dir, models, quick):
 def retrain_all(layout, plan, models_dir, args):
     """make demo TRAIN=1: every method retrained with tools/train_demo_models.py's budget into
     ``models_dir`` (default <out>/models: the shipped checkpoints stay as they are)."""
-    sys.path.insert(0, str(REPO / "tools"))
     import train_demo_models
 
     shipped, left_out = train_demo_models.train_all(layout.out, models_dir, device=args.device, workers=args.workers,

@@ -18,16 +18,14 @@ Differences from the original, none of which changes the recorded numbers:
 * Batched (the original looped over the batch); BatchNorm sees the same batch either way.
 """
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from modules.blocks import AntiAliasInterpolation2d, Hourglass
 from modules.facial_prior import NUM_PRIOR_KP, fallback_prior, prior_from_landmarks
-from modules.geometry import pixels_to_normalized
+from modules.keypoint_detector import KPDetector as PriorKPDetector
 from modules.fpb_fomm.prior_maps import PRIOR_MAP_SIGMA, prior_maps
 
 
-class KPDetector(nn.Module):
+class KPDetector(PriorKPDetector):
     """Prior keypoints and learned local jacobians, the prior entering through the AWP map.
 
     ``forward(frame, prior)``: frame (B, C, H, W) in [0, 1], prior (B, num_kp, 2) pixels (x, y) of that
@@ -39,39 +37,22 @@ class KPDetector(nn.Module):
     √-distance falloff (True as published, see :func:`modules.fpb_fomm.prior_maps.prior_maps`).
     """
 
-    mode = "prior"
-
     def __init__(self, block_expansion, num_kp, num_channels, max_features, num_blocks, temperature,
                  estimate_jacobian=False, scale_factor=1, single_jacobian_map=False, pad=0,
                  keypoint_mode=None, mask_sigma=PRIOR_MAP_SIGMA, align_corners=False, sqrt_distance=True):
-        # align_corners is accepted with the other common_params; the detector does no resampling it affects.
-        super().__init__()
         if keypoint_mode not in (None, "prior"):
             raise ValueError(f"FPB-FOMM's keypoints are the facial prior's; keypoint_mode {keypoint_mode!r} "
                              "is not supported")
         if num_kp != NUM_PRIOR_KP:
             raise ValueError(f"FPB-FOMM uses the {NUM_PRIOR_KP} prior keypoints, got num_kp={num_kp}")
-        self.num_kp = num_kp
-        self.mask_sigma = mask_sigma
+        # The Facial-Prior FOMM's detector in prior mode: the same hourglass (C + 1 inputs), heads and
+        # blur; only the extra channel differs (network_input below).
+        super().__init__(block_expansion, num_kp, num_channels, max_features, num_blocks, temperature,
+                         estimate_jacobian, scale_factor, single_jacobian_map, pad, "prior", mask_sigma,
+                         align_corners)
         self.sqrt_distance = sqrt_distance
-        self.predictor = Hourglass(block_expansion, in_features=num_channels + 1, max_features=max_features,
-                                   num_blocks=num_blocks)
-        self.kp = nn.Conv2d(self.predictor.out_filters, num_kp, kernel_size=(7, 7), padding=pad)
         self.learn = nn.Conv2d(num_kp, num_kp // 2, kernel_size=(3, 3), padding=1)
         self.learn1 = nn.Conv2d(num_kp // 2, 1, kernel_size=(3, 3), padding=1)
-        if estimate_jacobian:
-            self.num_jacobian_maps = 1 if single_jacobian_map else num_kp
-            self.jacobian = nn.Conv2d(self.predictor.out_filters, 4 * self.num_jacobian_maps,
-                                      kernel_size=(7, 7), padding=pad)
-            # Start from identity jacobians: zero weights, bias (1, 0, 0, 1) per map.
-            self.jacobian.weight.data.zero_()
-            self.jacobian.bias.data.copy_(torch.tensor([1, 0, 0, 1] * self.num_jacobian_maps, dtype=torch.float))
-        else:
-            self.jacobian = None
-        self.temperature = temperature
-        self.scale_factor = scale_factor
-        if scale_factor != 1:
-            self.down = AntiAliasInterpolation2d(num_channels, scale_factor)
 
     def _check_prior(self, prior):
         if prior is None:
@@ -105,17 +86,8 @@ class KPDetector(nn.Module):
 
     def forward(self, frame, prior=None):
         self._check_prior(prior)
-        feature_map = self.predictor(self.network_input(frame, prior))
-        logits = self.kp(feature_map)
-        b, k, h, w = logits.shape
-        heatmap = F.softmax(logits.view(b, k, -1) / self.temperature, dim=2).view(b, k, h, w)
         # The original's values come from dlib and carry no gradient.
-        out = {"value": pixels_to_normalized(prior.detach().to(frame.dtype), frame.shape[2:])}
-        if self.jacobian is not None:
-            jacobian_map = self.jacobian(feature_map).reshape(b, self.num_jacobian_maps, 4, h, w)
-            jacobian = (heatmap.unsqueeze(2) * jacobian_map).view(b, k, 4, -1).sum(dim=-1)
-            out["jacobian"] = jacobian.view(b, k, 2, 2)
-        return out
+        return super().forward(frame, prior.detach())
 
 
 def detect_prior(frames, landmarker, keep="largest"):

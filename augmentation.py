@@ -1,4 +1,4 @@
-"""Training augmentation (SPEC §4): horizontal flip, time flip, FOMM's rotation, resize and crop, and
+"""Training augmentation: horizontal flip, time flip, FOMM's rotation, resize and crop, and
 colour jitter, applied identically to every frame of a sample and, where geometry changes, to its
 prior keypoints.
 

@@ -1,5 +1,5 @@
 """Facial prior keypoints for the inputs of animation: from kpmaker's files when present, else measured
-with dlib on the spot (SPEC §2), never silently replaced by the fallback template.
+with dlib on the spot, never silently replaced by the fallback template.
 
 Published keypoint files (``keypoint_folder/<clip>.pt``) are never read directly and never ignored:
 a clip without a kpmaker file while such files lie near the keypoint folder is an error that names

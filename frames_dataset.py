@@ -1,6 +1,6 @@
 """Clips of PNG frames with their facial prior, as FOMM's FramesDataset/PairedDataset/DatasetRepeater.
 
-Layout (SPEC §1): <root>/train/<clip>/<frame>.png, <root>/test/<clip or face>/..., keypoints from
+Layout: <root>/train/<clip>/<frame>.png, <root>/test/<clip or face>/..., keypoints from
 kpmaker.py in <keypoint_dir>/<clip>.npz (default <root>/keypoints).
 
 Train samples are two frames of one clip, each with the clip's prior keypoints (the first frame's for
@@ -378,7 +378,7 @@ def validate_dataset(root_dir, frame_shape, keypoint_dir=None, splits=("train",)
         raise DatasetError(message)
     if fallback_clips:
         warnings.warn(f"{counts['fallback_frames']} frame(s) in {len(fallback_clips)} clip(s) "
-                      f"({_listing(fallback_clips)}) use the fallback prior template (no face found; SPEC §2); "
+                      f"({_listing(fallback_clips)}) use the fallback prior template (no face found); "
                       f"see {keypoint_dir / 'fallback_report.csv'}, or set strict_prior to refuse them",
                       stacklevel=2)
     return counts

@@ -1,4 +1,4 @@
-"""dlib landmarks and facial-prior keypoints for every frame of every clip (SPEC §2).
+"""dlib landmarks and facial-prior keypoints for every frame of every clip.
 
     python kpmaker.py --root data/NAME [--out data/NAME/keypoints] [--strict] [--workers N]
 
@@ -499,7 +499,7 @@ def run(args):
     if args.strict and any(r.missing for r in results):
         raise StrictFailure(strict_message(results, report))
     if any(r.missing for r in results):
-        print(f"kpmaker: warning: frames without a face use the fallback template (SPEC §2); see {report}",
+        print(f"kpmaker: warning: frames without a face use the published fallback template; see {report}",
               file=sys.stderr)
     return results
 

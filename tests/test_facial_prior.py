@@ -11,7 +11,7 @@ from modules.facial_prior import (FALLBACK_PRIOR_256, MIRROR_PERMUTATION, fallba
 
 
 def direct_region_mask(points, frame_size, grid_size, sigma=0.75):
-    """SPEC §2 written out cell by cell, one point at a time (slow, obviously right)."""
+    """The region mask written out cell by cell, one point at a time (slow, obviously right)."""
     (fh, fw), (h, w) = frame_size, grid_size
     total = np.zeros((h, w))
     for x, y in np.asarray(points, dtype=np.float64):

@@ -207,3 +207,17 @@ def test_micro_window_on_a_known_trajectory():
     # Onset at frame 5 (0.03 IOD ≥ 0.02): starts two frames before; ends with the first frame ≥ 0.1 IOD (8).
     assert (start, end) == (3, 9)
     assert demo_pipeline.micro_window(landmarks, np.r_[False, np.ones(19, bool)]) is None
+
+
+def test_parallel_commands_fill_a_freed_slot_at_once():
+    """Two slots, one long command first: the short ones run beside it and end before it; a failing
+    command is named after the others have finished, and only the successful ones are reported."""
+    long, short = ("-c", "import time; time.sleep(2.5)"), ("-c", "import time; time.sleep(0.2)")
+    ended = []
+    begin = time.time()
+    demo_pipeline.python_parallel([long, short, short, short], jobs=2, finished=ended.append)
+    assert ended == [1, 2, 3, 0] and time.time() - begin < 3.5   # FIFO waiting would not reorder them
+    ended.clear()
+    with pytest.raises(demo_pipeline.StageError, match="exit 3"):
+        demo_pipeline.python_parallel([short, ("-c", "raise SystemExit(3)"), short], jobs=2, finished=ended.append)
+    assert sorted(ended) == [0, 2]

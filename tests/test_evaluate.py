@@ -131,3 +131,53 @@ def test_command_line_mismatched_lengths(split, tmp_path, capsys):
     _copy_clip(split / "test" / CLIP, tmp_path / "gen" / CLIP, frames=2)
     assert evaluate.main(["reconstruction", "--generated", str(tmp_path / "gen"), "--real", str(tmp_path / "real")]) == 2
     assert "different frame counts" in capsys.readouterr().err
+
+
+class CountingDetector:
+    """dlib's face detector, counting its calls."""
+
+    def __init__(self, detector):
+        self.detector, self.calls = detector, 0
+
+    def __call__(self, image, upsample):
+        self.calls += 1
+        return self.detector(image, upsample)
+
+
+def test_a_frame_seen_before_is_answered_from_memory(split, measurer):
+    """Same pixels, same answer, dlib run once: a driving clip scored for several targets and a still
+    baseline are measured once per distinct frame; a descriptor asked later is still computed."""
+    from types import SimpleNamespace
+
+    marks = measurer.landmarker
+    counting = CountingDetector(marks.detector)
+    memo = evaluate.FaceMeasurer(SimpleNamespace(detector=counting, predictor=marks.predictor,
+                                                 descriptor=marks.descriptor, upsample=marks.upsample))
+    frame = np.asarray(Image.open(split / "test" / "obama" / "obama.png").convert("RGB"))
+    first, none = memo.measure(frame, descriptor=False)
+    again, _ = memo.measure(frame.copy(), descriptor=False)
+    assert counting.calls == 1 and none is None and np.array_equal(first, again)
+    with_descriptor = memo.measure(frame)
+    assert counting.calls == 2 and with_descriptor[1].shape == (128,)
+    assert memo.measure(frame, descriptor=False)[1] is None and counting.calls == 2
+    expected = evaluate.FaceMeasurer(marks).measure(frame)   # no memory: the same numbers
+    assert np.array_equal(with_descriptor[0], expected[0]) and np.array_equal(with_descriptor[1], expected[1])
+    memo.measure(np.ascontiguousarray(frame[:, ::-1]), descriptor=False)   # other pixels: measured
+    assert counting.calls == 3
+
+
+def test_au_measurer_answers_a_frame_seen_before_from_memory():
+    class Estimator:
+        calls = 0
+
+        def estimate(self, image):
+            self.calls += 1
+            return np.full(len(evaluate.AU_NAMES), float(image.mean()), np.float32), None
+
+    estimator = Estimator()
+    au = evaluate.AUMeasurer(estimator)
+    frame = np.full((8, 8, 3), 7, np.uint8)
+    first = au.measure(frame)
+    first[:] = -1                      # the caller's copy: the memory keeps its own
+    assert np.all(au.measure(frame.copy()) == 7) and estimator.calls == 1
+    assert np.all(au.measure(frame + 1) == 8) and estimator.calls == 2

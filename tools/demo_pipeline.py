@@ -165,17 +165,27 @@ def python(*args):
     python_parallel([args], jobs=1)
 
 
-def python_parallel(commands, jobs=2):
-    """Run several of the project's CLIs, ``jobs`` at a time (dlib measuring is single-threaded)."""
-    pending, running = list(commands), []
+def python_parallel(commands, jobs=2, finished=None):
+    """Run several of the project's CLIs, ``jobs`` at a time (dlib measuring is single-threaded): a
+    freed slot takes the next command at once. ``finished(index)`` is called for each command that
+    succeeds, in the order they end."""
+    pending, running = list(enumerate(commands)), []
     failed = []
     while pending or running:
         while pending and len(running) < jobs:
-            args = pending.pop(0)
-            running.append((args, subprocess.Popen([sys.executable, *map(str, args)], cwd=REPO)))
-        args, process = running.pop(0)
-        if process.wait() != 0:
-            failed.append(f"{' '.join(map(str, args[:2]))} (exit {process.returncode})")
+            index, args = pending.pop(0)
+            running.append((index, args, subprocess.Popen([sys.executable, *map(str, args)], cwd=REPO)))
+        done = [entry for entry in running if entry[2].poll() is not None]
+        if not done:
+            time.sleep(0.1)
+            continue
+        for entry in done:
+            running.remove(entry)
+            index, args, process = entry
+            if process.returncode != 0:
+                failed.append(f"{' '.join(map(str, args[:2]))} (exit {process.returncode})")
+            elif finished is not None:
+                finished(index)
     if failed:
         raise StageError(f"{', '.join(failed)} failed; see the message above (finished stages are kept: "
                          "run again to continue)")
@@ -389,20 +399,40 @@ def model_outputs(layout, method, mode, config_path, checkpoint, device):
     return out
 
 
-def evaluate(layout, methods):
-    """evaluate.py on every method's reconstructions and animations, two processes at a time."""
-    commands = []
-    for method in methods:
-        # AU fidelity is the animation's question: reconstruction is scored without AUs (time), and the
-        # driving clips' AUs come from aumaker's tables of the aus stage instead of being measured again.
-        commands.append(("evaluate.py", "reconstruction", "--generated", layout.reconstruction(method),
-                         "--real", layout.data / "test", "--out", layout.results / method / "scores-reconstruction",
-                         "--no_aus"))
-        commands.append(("evaluate.py", "animation", "--generated", layout.animation(method),
-                         "--driving", layout.data / "test", "--targets", layout.data / "test",
-                         "--pairs", layout.pairs, "--out", layout.results / method / "scores-animation",
-                         "--aus", layout.data / "aus"))
-    python_parallel(commands, jobs=2)
+def evaluation_commands(layout, method):
+    """evaluate.py's two commands for one method: its animations (the longer) and reconstructions."""
+    # AU fidelity is the animation's question: reconstruction is scored without AUs (time), and the
+    # driving clips' AUs come from aumaker's tables of the aus stage instead of being measured again.
+    return [("evaluate.py", "animation", "--generated", layout.animation(method),
+             "--driving", layout.data / "test", "--targets", layout.data / "test",
+             "--pairs", layout.pairs, "--out", layout.results / method / "scores-animation",
+             "--aus", layout.data / "aus"),
+            ("evaluate.py", "reconstruction", "--generated", layout.reconstruction(method),
+             "--real", layout.data / "test", "--out", layout.results / method / "scores-reconstruction",
+             "--no_aus")]
+
+
+def evaluate(layout, stages, jobs=2):
+    """evaluate.py on every method's animations and reconstructions, ``jobs`` processes at a time over
+    all methods at once (longest first, so that no core waits for one method's short half); each
+    method's stage is recorded as soon as both of its scorings have finished.
+    ``stages``: {method: Stage} of the methods still to score."""
+    if not stages:
+        return
+    begin = time.time()
+    plan = [(method, kind, command) for kind in (0, 1) for method in stages
+            for command in [evaluation_commands(layout, method)[kind]]]
+    left = {method: 2 for method in stages}
+
+    def finished(index):
+        method = plan[index][0]
+        left[method] -= 1
+        if left[method] == 0:
+            stages[method].finish(seconds=time.time() - begin)
+            log(f"{stages[method].name}: scored")
+
+    log(f"scoring {len(stages)} methods, {jobs} processes at a time …")
+    python_parallel([command for *_, command in plan], jobs=jobs, finished=finished)
 
 
 # --------------------------------------------------------------------------- driver
@@ -611,9 +641,14 @@ def run(args):
     stage("copy-target", lambda: [copy_target_outputs(layout, plan, kind) for kind in ("animation", "reconstruction")]
           and None)
     shown = [*runs, COPY]
-    for method in shown:
-        tag = file_tag(runs[method][1]) if method in runs else "baseline"
-        stage(f"evaluate-{method}-{tag}", lambda m=method: evaluate(layout, [m]))
+    scoring = {method: Stage(layout, f"evaluate-{method}-{file_tag(runs[method][1]) if method in runs else 'baseline'}")
+               for method in shown}
+    for method, marker in scoring.items():
+        if marker.done():
+            log(f"{marker.name}: done earlier, skipped")
+    begin = time.time()
+    evaluate(layout, {method: marker for method, marker in scoring.items() if not marker.done()}, args.workers)
+    timings["evaluate"] = time.time() - begin
     (layout.out / "methods.json").write_text(json.dumps(shown))   # what the page shows, for tests and tools
 
     import demo_page

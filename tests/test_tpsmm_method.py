@@ -58,6 +58,41 @@ def test_bad_values_are_one_line():
         configuration.validate_config(raw)
 
 
+def test_narrow_resnet_is_torchvisions_resnet18_scaled():
+    """At width 64 the narrow builder is torchvision's ResNet-18 exactly (names, shapes, outputs with
+    the same weights); at 16 the same layout with 1/16 of the convolution weights."""
+    import torch
+    from torchvision import models
+
+    from modules.tpsmm.resnet import NarrowResNet18, resnet18
+
+    torch.manual_seed(0)
+    reference = models.resnet18(weights=None, num_classes=10).eval()
+    narrow = NarrowResNet18(64, 10).eval()
+    assert {k: v.shape for k, v in narrow.state_dict().items()} == {k: v.shape for k, v in reference.state_dict().items()}
+    narrow.load_state_dict(reference.state_dict())
+    image = torch.rand(2, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.equal(narrow(image), reference(image))
+    assert isinstance(resnet18(10), models.ResNet)   # the published width builds torchvision's own
+    small = resnet18(6, in_channels=6, width=16)
+    assert set(small.state_dict()) == set(resnet18(6, in_channels=6).state_dict())
+    count = lambda net: sum(p.numel() for p in net.parameters())
+    assert count(small) / count(resnet18(6, in_channels=6)) == pytest.approx(1 / 16, rel=0.05)
+    assert small(torch.rand(1, 6, 64, 64)).shape == (1, 6)
+
+
+def test_resnet_width_narrows_both_resnets_and_is_validated():
+    raw = yaml.safe_load((ROOT / "config" / "tiny_tpsmm.yaml").read_text())
+    raw["model_params"]["common_params"].update(bg=True, resnet_width=16)
+    networks = methods.build_networks(configuration.validate_config(raw)["model_params"])
+    assert networks["kp_detector"].fg_encoder.conv1.out_channels == 16
+    assert networks["bg_predictor"].bg_encoder.layer4[0].conv1.out_channels == 128
+    raw["model_params"]["common_params"]["resnet_width"] = 2
+    with pytest.raises(configuration.ConfigError, match="resnet_width"):
+        configuration.validate_config(raw)
+
+
 # ------------------------------------------------------------------------------------------------
 # The driver against the original per-frame loop (demo.py's make_animation).
 

@@ -2,20 +2,20 @@
 regressing one affine transform. The fc starts at the identity ([1, 0, 0, 0, 1, 0]), as the original."""
 import torch
 from torch import nn
-from torchvision import models
+
+from modules.tpsmm.resnet import PUBLISHED_WIDTH, resnet18
 
 
 class BGMotionPredictor(nn.Module):
     """forward(source (B, 3, H, W), driving (B, 3, H, W)) → (B, 3, 3) affine, last row [0, 0, 1].
 
     The matrix maps driving-frame coordinates (x, y, 1) to source-frame ones (a sampling grid).
+    ``resnet_width`` other than 64 narrows the ResNet-18 (a project addition, modules/tpsmm/resnet.py).
     """
 
-    def __init__(self):
+    def __init__(self, resnet_width=PUBLISHED_WIDTH):
         super().__init__()
-        self.bg_encoder = models.resnet18(weights=None)
-        self.bg_encoder.conv1 = nn.Conv2d(6, 64, kernel_size=(7, 7), stride=(2, 2), padding=(3, 3), bias=False)
-        self.bg_encoder.fc = nn.Linear(self.bg_encoder.fc.in_features, 6)
+        self.bg_encoder = resnet18(6, in_channels=6, width=resnet_width)
         with torch.no_grad():
             self.bg_encoder.fc.weight.zero_()
             self.bg_encoder.fc.bias.copy_(torch.tensor([1, 0, 0, 0, 1, 0], dtype=torch.float))

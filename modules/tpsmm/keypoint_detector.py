@@ -2,10 +2,12 @@
 
 As the original, the ResNet-18 is randomly initialised (``pretrained=False``; built here with
 ``weights=None``, which downloads nothing and raises no deprecation warning) and keeps BatchNorm.
+``resnet_width`` other than 64 narrows it (a project addition, modules/tpsmm/resnet.py).
 """
 import torch
 from torch import nn
-from torchvision import models
+
+from modules.tpsmm.resnet import PUBLISHED_WIDTH, resnet18
 
 
 class KPDetector(nn.Module):
@@ -14,12 +16,11 @@ class KPDetector(nn.Module):
     Extra keywords (the config's other ``common_params``) are accepted and ignored, as the original.
     """
 
-    def __init__(self, num_tps, num_kps=5, **kwargs):
+    def __init__(self, num_tps, num_kps=5, resnet_width=PUBLISHED_WIDTH, **kwargs):
         super().__init__()
         self.num_tps = num_tps
         self.num_kps = num_kps  # points per TPS: 5 (TPSMM), 8 (TPSMM-ME)
-        self.fg_encoder = models.resnet18(weights=None)
-        self.fg_encoder.fc = nn.Linear(self.fg_encoder.fc.in_features, num_tps * num_kps * 2)
+        self.fg_encoder = resnet18(num_tps * num_kps * 2, width=resnet_width)
 
     def forward(self, image):
         fg_kp = torch.sigmoid(self.fg_encoder(image)) * 2 - 1

@@ -30,6 +30,9 @@ COMMON = {
     "multi_mask": Field(BOOL, True),
     # TPSMM-ME's key: control points per TPS (TPSMM: 5).
     "num_kps": Field(int, 5, low=3),
+    # Project addition: base width of the keypoint detector's and background predictor's ResNet-18
+    # (64 = torchvision's, as published; `make demo` ships 16 to keep its checkpoints small).
+    "resnet_width": Field(int, 64, low=4),
 }
 
 MODEL_PARAMS = Section({
@@ -197,8 +200,10 @@ class TpsFamily:
         tpsrau = self.variant == "tpsrau"
         au_branch = common.pop("au_branch", False)
         landmark_mode = common.pop("landmark_keypoints", None)
+        width = common.pop("resnet_width")
         networks = {
-            "kp_detector": LandmarkKeypoints(common["num_tps"], landmark_mode) if tpsrau else KPDetector(**common),
+            "kp_detector": (LandmarkKeypoints(common["num_tps"], landmark_mode) if tpsrau
+                            else KPDetector(**common, resnet_width=width)),
             "dense_motion_network": DenseMotionNetwork(**model_params["dense_motion_params"], **common),
             "inpainting_network": InpaintingNetwork(**model_params["generator_params"], **common,
                                                     num_cond_channels=17 if au_branch else 0),
@@ -206,7 +211,7 @@ class TpsFamily:
                                       **model_params["avd_network_params"]),
         }
         if common["bg"]:
-            networks["bg_predictor"] = BGMotionPredictor()
+            networks["bg_predictor"] = BGMotionPredictor(width)
         return networks
 
     def example_item(self, config, generator):

@@ -1,7 +1,8 @@
 """Scoring generated clips with dlib and the AU estimator as the independent measuring instruments.
 
-    python evaluate.py reconstruction --generated DIR --real DIR [--out DIR] [--no_aus] [--aus DIR]
-    python evaluate.py animation --generated DIR --driving DIR --targets DIR [--pairs CSV] [--out DIR] [--no_aus] [--aus DIR]
+    python evaluate.py reconstruction --generated DIR --real DIR [--out DIR] [--no_aus] [--aus DIR] [--cache DIR]
+    python evaluate.py animation --generated DIR --driving DIR --targets DIR [--pairs CSV] [--out DIR] [--no_aus]
+                                 [--aus DIR] [--cache DIR]
     python evaluate.py compare --method NAME=DIR [--method NAME=DIR ...] --driving DIR --out DIR [--targets DIR]
 
 A generated clip is a folder of frames or a video file (mp4, gif, …) in --generated; reconstruction
@@ -16,6 +17,9 @@ estimator (au_estimator.py) measures every generated and reference frame of the 
 AUs go to <out>/aus_generated/<clip>.csv and <out>/aus_reference/<reference clip>.csv (aumaker's
 format). ``--aus DIR`` takes a reference clip's AUs from DIR/<clip>.csv (aumaker.py) where it exists.
 
+``--cache DIR`` keeps the reference frames' dlib measurements (real and driving clips, target faces)
+in DIR: scoring several methods against the same clips measures them once (the same numbers).
+
 ``compare`` scores several methods' animation folders for the same pairs (each folder's
 animation_metrics.json, computed when missing) and writes compare.csv, compare.md and index.html.
 """
@@ -27,6 +31,7 @@ import json
 import math
 import os
 import sys
+import time
 from collections import OrderedDict
 from pathlib import Path
 
@@ -90,6 +95,57 @@ class FrameMemo:
             self._entries.popitem(last=False)
 
 
+class ReferenceCache:
+    """dlib's measurements of reference frames (real and driving clips, target faces) kept on disk, so
+    that scoring another method's outputs against the same references does not measure them again.
+
+    ``folder``/<instrument>-<run>.npz: one file per run that measured something new, written whole
+    (temporary file, then rename), read by every later run of the same instrument (the landmark and
+    descriptor models, the upsampling, the minimum size). A file that cannot be read is ignored: the
+    frames are measured again. Safe to delete at any time.
+    """
+
+    def __init__(self, folder, instrument):
+        self.folder, self.instrument = Path(folder), instrument
+        self._entries, self._new = {}, {}
+        for path in sorted(self.folder.glob(f"{instrument}-*.npz")):
+            try:
+                with np.load(path) as data:
+                    for key, face, with_desc, marks, desc in zip(data["keys"], data["face"], data["with_descriptor"],
+                                                                 data["landmarks"], data["descriptors"]):
+                        self._entries[(key.tobytes(), bool(with_desc))] = (marks if face else None,
+                                                                        desc if face and with_desc else None)
+            except (OSError, ValueError, KeyError, EOFError):
+                continue
+
+    def get(self, key):
+        """key: (frame digest, with descriptor) → (landmarks or None, descriptor or None), or None."""
+        return self._entries.get(key)
+
+    def put(self, key, value):
+        self._entries[key] = self._new[key] = value
+
+    def save(self):
+        """Write this run's new measurements (nothing when there are none)."""
+        if not self._new:
+            return
+        keys = list(self._new)
+        values = [self._new[k] for k in keys]
+        # Digests as (N, 16) uint8: numpy's bytes dtype would drop a digest's trailing zero bytes.
+        arrays = {"keys": np.array([np.frombuffer(k, np.uint8) for k, _ in keys]).reshape(len(keys), -1),
+                  "with_descriptor": np.array([d for _, d in keys], bool),
+                  "face": np.array([m is not None for m, _ in values], bool),
+                  "landmarks": np.array([_nan((68, 2)) if m is None else m for m, _ in values]),
+                  "descriptors": np.array([_nan(128) if d is None else d for _, d in values])}
+        self.folder.mkdir(parents=True, exist_ok=True)
+        path = self.folder / f"{self.instrument}-{os.getpid()}-{time.time_ns()}.npz"
+        tmp = path.with_name(f".tmp-{path.name}")
+        with open(tmp, "wb") as handle:
+            np.savez(handle, **arrays)
+        os.replace(tmp, path)
+        self._new = {}
+
+
 class FaceMeasurer:
     """dlib's 68 landmarks and 128-D descriptor of the largest face in a frame.
 
@@ -97,7 +153,7 @@ class FaceMeasurer:
     that faces in 64–128-pixel frames are found; landmarks are returned in the frame's own pixels.
     """
 
-    def __init__(self, landmarker=None, min_size=256):
+    def __init__(self, landmarker=None, min_size=256, cache_dir=None):
         if landmarker is None:
             from modules.face_landmarks import FaceLandmarker
 
@@ -105,21 +161,39 @@ class FaceMeasurer:
         self.landmarker = landmarker
         self.min_size = min_size
         self._memo = FrameMemo()
+        self._cache = ReferenceCache(cache_dir, self.instrument()) if cache_dir is not None else None
 
-    def measure(self, frame, descriptor=True):
+    def instrument(self):
+        """A digest naming this measuring set-up: models, upsampling, minimum size."""
+        names = [os.path.basename(str(getattr(self.landmarker, attr, None) or "default"))
+                 for attr in ("predictor_path", "_descriptor_path")]
+        text = repr((names, getattr(self.landmarker, "upsample", None), self.min_size))
+        return hashlib.blake2b(text.encode(), digest_size=6).hexdigest()
+
+    def measure(self, frame, descriptor=True, reference=False):
         """(H, W, 3) uint8 → (landmarks (68, 2) float64 or None, descriptor (128,) or None).
         A frame measured before (same pixels) is answered from memory: dlib is deterministic, and a
-        driving clip is scored once per target, a still baseline repeats one frame."""
+        driving clip is scored once per target, a still baseline repeats one frame. ``reference``:
+        a real frame (not generated), also looked up in and added to the on-disk cache if any."""
         from modules.face_landmarks import to_uint8_rgb
 
         image = to_uint8_rgb(frame)
         key = self._memo.key(image)
-        known = self._memo.get((key, True)) or (None if descriptor else self._memo.get((key, False)))
-        if known is not None:
-            return known if descriptor else (known[0], None)
+        stores = [self._memo] + ([self._cache] if reference and self._cache is not None else [])
+        for store in stores:
+            known = store.get((key, True)) or (None if descriptor else store.get((key, False)))
+            if known is not None:
+                self._memo.put((key, descriptor), known)
+                return known if descriptor else (known[0], None)
         result = self._measure(image, descriptor)
-        self._memo.put((key, descriptor), result)
+        for store in stores:
+            store.put((key, descriptor), result)
         return result
+
+    def save(self):
+        """Write the reference measurements of this run to the cache (a no-op without one)."""
+        if self._cache is not None:
+            self._cache.save()
 
     def _measure(self, image, descriptor):
         from modules.face_landmarks import largest
@@ -272,8 +346,8 @@ def evaluate_reconstruction_clip(generated, real, measurer, au_measurer=None, re
         l1.append(metrics.l1(g, r))
         ssim.append(metrics.ssim(g, r))
         psnr.append(metrics.psnr(g, r))
-        for frame, marks, descs in ((gen, gen_marks, gen_desc), (real_frame, real_marks, real_desc)):
-            landmarks, descriptor = measurer.measure(frame)
+        for frame, marks, descs, real in ((gen, gen_marks, gen_desc, False), (real_frame, real_marks, real_desc, True)):
+            landmarks, descriptor = measurer.measure(frame, reference=real)
             marks.append(landmarks if landmarks is not None else _nan((68, 2)))
             descs.append(descriptor if descriptor is not None else _nan(128))
     gen_marks, real_marks = np.array(gen_marks), np.array(real_marks)
@@ -319,14 +393,14 @@ def evaluate_animation_clip(generated, driving, target, measurer, au_measurer=No
         track.add(gen, drv)
         if target_desc is None and target_marks is None:
             target_frame = _resize_to(np.asarray(target, np.uint8), gen.shape)
-            target_marks, target_desc = measurer.measure(target_frame)
+            target_marks, target_desc = measurer.measure(target_frame, reference=True)
             outside = (~metrics.face_region_mask(target_marks, gen.shape[:2]) if target_marks is not None
                        else np.ones(gen.shape[:2], bool))
         landmarks, descriptor = measurer.measure(gen, descriptor=target_desc is not None)
         gen_marks.append(landmarks if landmarks is not None else _nan((68, 2)))
         if descriptor is not None:
             identity.append(float(metrics.descriptor_distance(descriptor, target_desc)))
-        landmarks, _ = measurer.measure(drv, descriptor=False)
+        landmarks, _ = measurer.measure(drv, descriptor=False, reference=True)
         drv_marks.append(landmarks if landmarks is not None else _nan((68, 2)))
         current = _as_float(gen)
         if previous is not None:
@@ -481,10 +555,12 @@ def _with_aus(run, aus, au_measurer):
 
 
 def evaluate_reconstruction(generated_root, real_root, out_dir=None, measurer=None, log=print, names=None,
-                            aus=True, au_measurer=None, aus_dir=None):
+                            aus=True, au_measurer=None, aus_dir=None, cache_dir=None):
     """Score every generated clip (or those in ``names``) that has a real clip of the same name.
     ``aus``: add the AU fidelity (AU_COLUMNS) with ``au_measurer`` (default: one made for this call);
-    ``aus_dir``: aumaker CSVs of the real clips to use instead of measuring them. → (rows, summary)."""
+    ``aus_dir``: aumaker CSVs of the real clips to use instead of measuring them; ``cache_dir``: the
+    real frames' dlib measurements kept there (ReferenceCache; with the default measurer).
+    → (rows, summary)."""
     clips = generated_clips(generated_root)
     if names is not None:
         clips = {name: path for name, path in clips.items() if name in set(names)}
@@ -495,7 +571,7 @@ def evaluate_reconstruction(generated_root, real_root, out_dir=None, measurer=No
         raise EvaluationError(f"{generated_root}: no generated clip matches a clip in {real_root}")
     out_dir = out_dir or generated_root
     check_output_dir(out_dir, "--out")   # before scoring, not after
-    measurer = measurer or FaceMeasurer()
+    measurer = measurer or FaceMeasurer(cache_dir=cache_dir)
 
     def run(au):
         rows = []
@@ -510,6 +586,7 @@ def evaluate_reconstruction(generated_root, real_root, out_dir=None, measurer=No
         return rows
 
     rows = _with_aus(run, aus, au_measurer)
+    measurer.save()
     summary = summarize_reconstruction(rows)
     if aus:
         summary.update(au_metrics.pool(rows))
@@ -552,14 +629,14 @@ def animation_jobs(generated_root, driving_root, target_root, pairs_csv=None):
 
 
 def evaluate_animation(generated_root, driving_root, target_root, pairs_csv=None, out_dir=None, measurer=None,
-                       log=print, aus=True, au_measurer=None, aus_dir=None):
+                       log=print, aus=True, au_measurer=None, aus_dir=None, cache_dir=None):
     """Score every generated clip ``<driving>-<target>`` against its driving clip and target face.
-    ``aus``, ``au_measurer``, ``aus_dir``: as evaluate_reconstruction (``aus_dir`` holds the driving
-    clips' AUs). → (rows, summary)."""
+    ``aus``, ``au_measurer``, ``aus_dir``, ``cache_dir``: as evaluate_reconstruction (``aus_dir``
+    holds the driving clips' AUs, ``cache_dir`` their and the targets' dlib measurements). → (rows, summary)."""
     jobs = animation_jobs(generated_root, driving_root, target_root, pairs_csv)
     out_dir = out_dir or generated_root
     check_output_dir(out_dir, "--out")   # before scoring, not after
-    measurer = measurer or FaceMeasurer()
+    measurer = measurer or FaceMeasurer(cache_dir=cache_dir)
 
     def run(au):
         rows = []
@@ -580,6 +657,7 @@ def evaluate_animation(generated_root, driving_root, target_root, pairs_csv=None
         return rows
 
     rows = _with_aus(run, aus, au_measurer)
+    measurer.save()
     summary = summarize_animation(rows)
     if aus:
         summary.update(au_metrics.pool(rows))
@@ -602,6 +680,13 @@ def _first_frame_shape(clip):
     return next(iter_clip(str(clip)))[1].shape[:2]
 
 
+def _add_cache_option(parser):
+    parser.add_argument("--cache", default=None, metavar="DIR",
+                        help="keep the reference frames' dlib measurements (real / driving clips, targets) in DIR, "
+                             "so that scoring other methods against the same clips reads them instead of measuring "
+                             "again (same numbers; safe to delete)")
+
+
 def _add_au_options(parser, reference):
     parser.add_argument("--no_aus", action="store_true",
                         help="skip the AU fidelity metrics (the AU estimator costs ~13 ms per frame)")
@@ -619,6 +704,7 @@ def build_parser():
     rec.add_argument("--real", required=True, help="folder of the real clips (same names)")
     rec.add_argument("--out", default=None, help="where the CSV and JSON go (default: --generated)")
     _add_au_options(rec, "real")
+    _add_cache_option(rec)
     ani = sub.add_parser("animation", help="animated clips <driving>-<target> against drivers and targets")
     ani.add_argument("--generated", required=True, help="folder of generated clips named <driving>-<target>")
     ani.add_argument("--driving", required=True, help="folder of the driving clips")
@@ -626,6 +712,7 @@ def build_parser():
     ani.add_argument("--pairs", default=None, help="pairs CSV (columns source, driving) to resolve the names")
     ani.add_argument("--out", default=None, help="where the CSV and JSON go (default: --generated)")
     _add_au_options(ani, "driving")
+    _add_cache_option(ani)
     com = sub.add_parser("compare", help="several methods' animations of the same pairs: one table and one page")
     com.add_argument("--method", action="append", required=True, metavar="NAME=DIR",
                      help="a method's animation output folder (its animation_metrics.json is computed when "
@@ -656,12 +743,14 @@ def main(argv=None):
             return report("evaluate.py", error if isinstance(error, InputError) else EvaluationError(str(error)))
         return 0
     try:
+        if args.cache is not None:
+            check_output_dir(args.cache, "--cache")
         if args.kind == "reconstruction":
             _, summary = evaluate_reconstruction(args.generated, args.real, args.out, aus=not args.no_aus,
-                                                 aus_dir=args.aus)
+                                                 aus_dir=args.aus, cache_dir=args.cache)
         else:
             _, summary = evaluate_animation(args.generated, args.driving, args.targets or args.driving, args.pairs,
-                                            args.out, aus=not args.no_aus, aus_dir=args.aus)
+                                            args.out, aus=not args.no_aus, aus_dir=args.aus, cache_dir=args.cache)
     except (InputError, MediaError, AnimationError, FaceModelError, OSError) as error:
         if isinstance(error, OSError) and is_disk_full(error):
             return report("evaluate.py", disk_full_error(args.out or args.generated, "no partial CSV or JSON is "

@@ -181,3 +181,45 @@ def test_au_measurer_answers_a_frame_seen_before_from_memory():
     first[:] = -1                      # the caller's copy: the memory keeps its own
     assert np.all(au.measure(frame.copy()) == 7) and estimator.calls == 1
     assert np.all(au.measure(frame + 1) == 8) and estimator.calls == 2
+
+
+def test_reference_cache_measures_the_real_frames_once_across_runs(split, tmp_path, measurer):
+    """Two methods scored against the same real clip with --cache: the second run measures only its
+    own (generated) frames and gets the numbers it would get without the cache; generated frames are
+    never cached; an unreadable cache file is ignored."""
+    from types import SimpleNamespace
+
+    real = _copy_clip(split / "test" / CLIP, tmp_path / "real" / CLIP)
+    first = _copy_clip(real, tmp_path / "first" / CLIP, _shift(3, 4))
+    second = _copy_clip(real, tmp_path / "second" / CLIP, _shift(1, 2))
+    cache = tmp_path / "cache"
+
+    def counting_measurer():
+        marks = measurer.landmarker
+        counting = CountingDetector(marks.detector)
+        fake = SimpleNamespace(detector=counting, predictor=marks.predictor, descriptor=marks.descriptor,
+                               upsample=marks.upsample, predictor_path=marks.predictor_path)
+        return evaluate.FaceMeasurer(fake, cache_dir=cache), counting
+
+    scorer, counting = counting_measurer()
+    evaluate.evaluate_reconstruction(first.parent, real.parent, tmp_path / "s1", scorer, log=lambda _: None)
+    assert counting.calls == 12 and len(list(cache.glob("*.npz"))) == 1   # 6 generated + 6 real frames
+    (cache / f"{scorer.instrument()}-0-0.npz").write_bytes(b"not a zip")   # e.g. a disk that filled up
+    scorer, counting = counting_measurer()
+    rows, summary = evaluate.evaluate_reconstruction(second.parent, real.parent, tmp_path / "s2", scorer,
+                                                     log=lambda _: None)
+    assert counting.calls == 6                                           # the generated frames only
+    plain, plain_summary = evaluate.evaluate_reconstruction(second.parent, real.parent, tmp_path / "s3",
+                                                            evaluate.FaceMeasurer(measurer.landmarker),
+                                                            log=lambda _: None)
+    assert summary == plain_summary and rows[0]["akd"] == plain[0]["akd"] and rows[0]["aed"] == plain[0]["aed"]
+    assert len(list(cache.glob("*.npz"))) == 2                           # nothing new: no file added
+
+
+def test_cache_that_is_a_file_is_one_line(split, tmp_path, capsys):
+    real = _copy_clip(split / "test" / CLIP, tmp_path / "real" / CLIP)
+    (tmp_path / "cache").write_text("")
+    assert evaluate.main(["reconstruction", "--generated", str(real.parent), "--real", str(real.parent),
+                          "--no_aus", "--cache", str(tmp_path / "cache")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "--cache" in err and "is a file" in err

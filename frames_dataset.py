@@ -135,7 +135,9 @@ def missing_keypoints_message(keypoint_dir, clips, root):
 
 def to_tensor(frames):
     """(…, H, W, C) uint8 → (…, C, H, W) float32 in [0, 1]."""
-    tensor = torch.from_numpy(np.ascontiguousarray(frames)).float().div_(255)
+    # Converted in numpy: the float copy is writable, so a read-only input (a memory-mapped or cached
+    # frame array) raises no "non-writable tensor" warning; the same values as .float() on the uint8.
+    tensor = torch.from_numpy(np.ascontiguousarray(frames, dtype=np.float32)).div_(255)
     return tensor.movedim(-1, -3)
 
 

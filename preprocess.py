@@ -281,19 +281,40 @@ def write_labels(path, rows):
     _write_csv(path, columns, [[("" if row[c] is None else row[c]) for c in columns] for row in rows])
 
 
-def write_pairs(path, faces, clips):
+def pairs_text(faces, clips):
     """MEGC pairs list: every target face × every source clip, columns distance,source,driving,frame."""
-    _write_csv(path, ["distance", "source", "driving", "frame"], [[0, face, clip, 0] for face in faces for clip in clips])
+    return _csv_text(["distance", "source", "driving", "frame"], [[0, face, clip, 0] for face in faces for clip in clips])
 
 
-def _write_csv(path, header, rows):
+def write_pairs(path, faces, clips):
+    _write_atomic(Path(path), pairs_text(faces, clips))
+
+
+def _pairs_names(rows):
+    """(target face names, source clip names) of label rows."""
+    return ([row["name"] for row in rows if row["kind"] == "face"], [row["name"] for row in rows if row["kind"] == "clip"])
+
+
+def keep_default_pairs(path, text):
+    """Without --pairs the list goes to data/NAME_test.csv, which may be a list a user keeps (data/
+    ships the MEGC2021 one under that name): an existing file is replaced only by the same text."""
+    if path.is_file() and path.read_text(encoding="utf-8", errors="replace") != text:
+        raise PreprocessError(f"{path} exists with other pairs (data/ ships the published MEGC lists under such names) "
+                              "and is kept; pass --pairs PATH for this run's list (clips already written are reused)")
+
+
+def _csv_text(header, rows):
     import io
 
     text = io.StringIO()
     writer = csv.writer(text, lineterminator="\n")
     writer.writerow(header)
     writer.writerows(rows)
-    _write_atomic(Path(path), text.getvalue())
+    return text.getvalue()
+
+
+def _write_csv(path, header, rows):
+    _write_atomic(Path(path), _csv_text(header, rows))
 
 
 def _write_atomic(path, text):
@@ -350,7 +371,8 @@ def build_parser():
                         help="with --annotations: also keep clips that are not annotated or have no MEGC class "
                              "(named without a class)")
     parser.add_argument("--pairs", default=None,
-                        help="megc mode: pairs CSV to write (default data/NAME_test.csv for --output data/NAME/test)")
+                        help="megc mode: pairs CSV to write (default data/NAME_test.csv for --output data/NAME/test; an "
+                             "existing one listing other pairs, e.g. a shipped MEGC list, is kept and the run refused)")
     parser.add_argument("--workers", type=positive_int, default=1, help="parallel processes (each loads dlib; default 1)")
     parser.add_argument("--upsample", type=UPSAMPLE, default=1,
                         help="dlib detector upsampling; 1 finds faces down to ~40 px, 0 is faster (default 1)")
@@ -397,6 +419,8 @@ def run(args):
     if args.overwrite:
         _remove_written(output, clips)
     jobs, results, rows = plan(clips, args.dataset, labels, args.trim, args.all_clips, output)
+    if args.dataset == "megc" and not args.pairs:   # refused before any face is measured
+        keep_default_pairs(default_pairs_path(output), pairs_text(*_pairs_names(rows)))
     print(f"preprocess: {len(clips)} clip(s) in {args.input}; {len(jobs)} to write, "
           f"{sum(r.status == 'done' for r in results)} already done", file=sys.stderr)
     for result in run_jobs(jobs, options, args.workers):
@@ -404,9 +428,10 @@ def run(args):
     written = {r.name for r in results if r.status in ("written", "done")}
     write_labels(labels_path(output), [row for row in rows if row["name"] in written])
     if args.dataset == "megc":
-        faces = [row["name"] for row in rows if row["kind"] == "face" and row["name"] in written]
-        sources = [row["name"] for row in rows if row["kind"] == "clip" and row["name"] in written]
+        faces, sources = _pairs_names([row for row in rows if row["name"] in written])
         pairs = Path(args.pairs) if args.pairs else default_pairs_path(output)
+        if not args.pairs:   # a face or clip that failed changes the list: checked again
+            keep_default_pairs(pairs, pairs_text(faces, sources))
         write_pairs(pairs, faces, sources)
         print(f"preprocess: {len(faces)} target face(s) × {len(sources)} clip(s) = {len(faces) * len(sources)} "
               f"pairs → {pairs}", file=sys.stderr)

@@ -136,6 +136,17 @@ def test_megc_package_lays_out_test_split_and_pairs(tmp_path, capsys, real_frame
         rows = list(csv.DictReader(handle))
     assert list(rows[0]) == ["distance", "source", "driving", "frame"]
     assert {(r["source"], r["driving"]) for r in rows} == {(f, c) for f in faces for c in clips}
+    # Again, as a resume: the same list is written again. A list of other pairs under the default name
+    # (data/your_dataset_test.csv ships the MEGC2021 one) is kept: one line, before any work.
+    assert run(capsys, "--dataset", "megc", "--input", package, "--output", out, "--size", SIZE)[0] == 0
+    kept = "distance,source,driving,frame\n3,normalized_westernMale,Positive_022_3_3,7\n"
+    (tmp_path / "data" / "megc_test.csv").write_text(kept)
+    code, stdout, err = run(capsys, "--dataset", "megc", "--input", package, "--output", out, "--size", SIZE)
+    assert code == 2 and err.strip().count("\n") == 0 and "--pairs" in err and "megc_test.csv" in err
+    assert (tmp_path / "data" / "megc_test.csv").read_text() == kept
+    pairs = tmp_path / "found.csv"
+    assert run(capsys, "--dataset", "megc", "--input", package, "--output", out, "--size", SIZE, "--pairs", pairs)[0] == 0
+    assert len(pairs.read_text().splitlines()) == 1 + len(faces) * len(clips)
 
 
 def test_resume_skips_finished_clips_and_redoes_interrupted_ones(tmp_path, capsys, real_frames):

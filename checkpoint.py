@@ -91,17 +91,19 @@ def checkpoint_name(epoch, stage="train"):
     return f"{prefix}{str(epoch).zfill(8)}-checkpoint.pth.tar"
 
 
-def training_kind(checkpoint, stage="train", optimizer_keys=()):
+def training_kind(checkpoint, stage="train", optimizer_keys=(), epoch_key="epoch"):
     """What a checkpoint offers a training run of ``stage``:
 
     'resume'     written by this project's training of the same stage: continue exactly;
     'published'  written by a published training loop (the original's optimiser states and the
-                 finished epoch, no training state): continue after that epoch;
+                 finished epoch under ``epoch_key``, no training state): continue after that epoch;
     'weights'    anything else (weights only, or another stage's checkpoint): start from epoch 0.
     """
     if has_training_state(checkpoint):
         return "resume" if checkpoint[TRAIN_STATE].get("stage", "train") == stage else "weights"
-    if optimizer_keys and all(key in checkpoint for key in optimizer_keys) and isinstance(checkpoint.get("epoch"), int):
+    epoch = checkpoint.get(epoch_key)
+    if optimizer_keys and all(key in checkpoint for key in optimizer_keys) and isinstance(epoch, int) \
+            and not isinstance(epoch, bool):
         return "published"
     return "weights"
 

@@ -135,11 +135,17 @@ def published_optimizers(method, stage):
     return getattr(method, "published_optimizers", {}).get(stage, ())
 
 
-def continue_published(loaded, optimizers, schedulers, path, skip=()):
+def published_epoch_key(method, stage):
+    """The key under which the method's published training loop saved the finished epoch: FOMM's
+    'epoch', MRAA's 'epoch_reconstruction' / 'epoch_avd'."""
+    return getattr(method, "published_epoch_keys", {}).get(stage, "epoch")
+
+
+def continue_published(loaded, optimizers, schedulers, path, skip=(), epoch_key="epoch"):
     """Load the optimiser states of a published training checkpoint and bring the schedulers to the
-    epoch after its ``epoch``. Optimisers of networks in ``skip`` (not loaded) start fresh. Returns
+    epoch after its ``epoch_key``. Optimisers of networks in ``skip`` (not loaded) start fresh. Returns
     the epoch to continue in."""
-    epoch = int(loaded["epoch"]) + 1
+    epoch = int(loaded[epoch_key]) + 1
     for key, optimizer in optimizers.items():
         if ckpt.optimized_name(key) in skip:
             log.warning("%s: %s starts fresh (its network did not fit)", path, key)
@@ -200,7 +206,8 @@ class Trainer:
             torch.backends.cudnn.benchmark = True  # fixed frame size: pick the fastest kernels once
 
         loaded = ckpt.read_checkpoint(checkpoint) if checkpoint else None
-        self.kind = ckpt.training_kind(loaded, stage, published_optimizers(self.method, stage)) if loaded else None
+        self.kind = ckpt.training_kind(loaded, stage, published_optimizers(self.method, stage),
+                                       published_epoch_key(self.method, stage)) if loaded else None
         self.resuming = self.kind == "resume"
         if stage != "train" and loaded is None:
             raise TrainingSetupError(f"--mode {stage} trains on top of a trained model: pass its checkpoint "
@@ -235,7 +242,8 @@ class Trainer:
         self.optimizers = self.training.optimizers()
         self.schedulers = self.training.schedulers(self.optimizers)
         if self.kind == "published":
-            self.epoch = continue_published(loaded, self.optimizers, self.schedulers, checkpoint, skip=fresh)
+            self.epoch = continue_published(loaded, self.optimizers, self.schedulers, checkpoint, skip=fresh,
+                                            epoch_key=published_epoch_key(self.method, stage))
             self.epoch_samples, self.iteration = 0, 0
         elif self.resuming:
             ckpt.load_optimizer_states(loaded, self.optimizers, self.schedulers, checkpoint)
@@ -550,7 +558,8 @@ def run(config, args, parallel=None):
         stage_section(method, stage)
         resuming = False
         if args.checkpoint:
-            kind = ckpt.training_kind(ckpt.peek_checkpoint(args.checkpoint), stage, published_optimizers(method, stage))
+            kind = ckpt.training_kind(ckpt.peek_checkpoint(args.checkpoint), stage, published_optimizers(method, stage),
+                                      published_epoch_key(method, stage))
             resuming = kind in ("resume", "published") or stage != "train"
         # The main process validates the dataset once; the others wait for its verdict rather than
         # each checking every frame (or hanging in a collective if only the main process failed).

@@ -93,3 +93,25 @@ def test_bare_tensor_checkpoint_is_refused_in_one_line(published, tmp_path, caps
     torch.save(torch.zeros(18, 2), path)
     code, err = run_main(capsys, "--config", config, "--checkpoint", path, "--cpu", "--log_dir", tmp_path / "log")
     assert code == 2 and "not a checkpoint" in err and "Traceback" not in err
+
+
+def test_published_mraa_checkpoint_continues_after_its_epoch_reconstruction(faces, tmp_path, capsys):
+    """MRAA's Logger saves the finished epoch as 'epoch_reconstruction' (and 'epoch_avd'), not 'epoch':
+    such a checkpoint continues after that epoch too, rather than fine-tuning from epoch 0."""
+    import run
+
+    config = write_config(tmp_path / "tiny_mraa.yaml", "config/tiny_mraa.yaml", faces, num_epochs=1, num_repeats=1)
+    assert run.main(["--config", str(config), "--log_dir", str(tmp_path / "log"), "--cpu"]) == 0
+    (run_dir,) = (tmp_path / "log").iterdir()
+    ours = ckpt.read_checkpoint(str(run_dir / "00000000-checkpoint.pth.tar"))
+    path = tmp_path / "published" / "00000000-cpk-reconstruction.pth"
+    path.parent.mkdir()
+    keys = ("region_predictor", "bg_predictor", "generator", "avd_network", "optimizer_reconstruction")
+    torch.save({**{key: ours[key] for key in keys}, "epoch_reconstruction": 0}, path)
+    assert ckpt.training_kind(torch.load(path, weights_only=True), "train", ("optimizer_reconstruction",)) == "weights"
+    longer = write_config(tmp_path / "two.yaml", "config/tiny_mraa.yaml", faces, num_epochs=2, num_repeats=1)
+    code, err = run_main(capsys, "--config", longer, "--checkpoint", path, "--cpu")
+    assert code == 0, err
+    after = ckpt.read_checkpoint(str(path.parent / "00000001-checkpoint.pth.tar"))
+    assert after["train_state"]["epoch"] == 2 and not (path.parent / "00000000-checkpoint.pth.tar").exists()
+    assert "continuing the published training run" in (path.parent / "log.txt").read_text()

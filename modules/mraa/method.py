@@ -176,6 +176,8 @@ class Mraa:
     # checkpoints, absent from the original's) is loaded when present.
     stage_networks = {"train_avd": ("region_predictor", "bg_predictor", "generator")}
     published_optimizers = {"train": ("optimizer_reconstruction",), "train_avd": ("optimizer_avd",)}
+    # Its Logger.save_cpk stores the finished epoch as 'epoch_' + train_mode.
+    published_epoch_keys = {"train": "epoch_reconstruction", "train_avd": "epoch_avd"}
     sync_batchnorm = ("region_predictor", "bg_predictor", "generator")
 
     def check(self, config, where):

@@ -19,14 +19,13 @@ are written in the shortest form that reads back to the same float32, so a file 
 import csv
 import io
 import math
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from errors import InputError
-from fileio import make_temporary
+from fileio import atomic_write_text
 
 AU_NAMES = ("AU01", "AU02", "AU04", "AU05", "AU06", "AU07", "AU09", "AU10", "AU12", "AU14", "AU15", "AU17",
             "AU20", "AU23", "AU25", "AU26", "AU45")
@@ -130,19 +129,6 @@ def write_aus(path, table):
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(path, format_aus(table))
-
-
-def atomic_write_text(path, text):
-    """Write ``text`` to ``path`` through a temporary sibling, removed on any error (Ctrl-C included)."""
-    path = Path(path)
-    tmp = make_temporary(path.parent, prefix=f".{path.name}.", suffix=".tmp")  # the umask's mode
-    try:
-        with open(tmp, "w", newline="") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def read_aus(path):

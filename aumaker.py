@@ -27,10 +27,10 @@ from pathlib import Path
 
 import numpy as np
 
-from au_format import au_path, atomic_write_text, empty_rows, make_table, write_aus
+from au_format import au_path, empty_rows, make_table, write_aus
 from cli_args import OneLineParser
 from errors import EXIT_FAILED, EXIT_OK, InputError, RunError, report
-from fileio import check_output_dir, disk_full_error, is_disk_full
+from fileio import atomic_write_text, check_output_dir, disk_full_error, is_disk_full
 from frame_io import FrameError, frames_fingerprint, list_frames, read_rgb, split_clips
 import openface
 from openface import DEFAULT_MIN_CONFIDENCE

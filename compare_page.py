@@ -24,7 +24,8 @@ import numpy as np
 
 import au_metrics
 import evaluate
-from au_format import AU_NAMES, AUFormatError, atomic_write_text, read_aus
+from au_format import AU_NAMES, AUFormatError, read_aus
+from fileio import atomic_write_text
 from static_page import ANIMATION_METRICS, BASE_CSS, atomic_save, clip_gif, fmt, rel
 
 AU_METRICS = (("au_correlation", "AU correlation ↑", 3), ("au_f1", "AU F1 at apex ↑", 3),

@@ -40,11 +40,11 @@ from PIL import Image
 
 import au_metrics
 import metrics
-from au_format import AU_NAMES, AUFormatError, atomic_write_text, make_table, read_aus, write_aus
+from au_format import AU_NAMES, AUFormatError, make_table, read_aus, write_aus
 from frame_io import list_frames, natural_key
 from video_io import VIDEO_EXTENSIONS, MediaError, clip_frame_names, iter_clip, read_image
 from errors import InputError, report
-from fileio import check_output_dir, disk_full_error, is_disk_full
+from fileio import atomic_write_bytes, atomic_write_text, check_output_dir, disk_full_error, is_disk_full
 
 RECONSTRUCTION_COLUMNS = ("clip", "frames", "l1", "ssim", "psnr", "akd", "akd_frames", "mkr", "mkr_missed",
                           "mkr_counted", "aed", "aed_frames")
@@ -138,11 +138,9 @@ class ReferenceCache:
                   "landmarks": np.array([_nan((68, 2)) if m is None else m for m, _ in values]),
                   "descriptors": np.array([_nan(128) if d is None else d for _, d in values])}
         self.folder.mkdir(parents=True, exist_ok=True)
-        path = self.folder / f"{self.instrument}-{os.getpid()}-{time.time_ns()}.npz"
-        tmp = path.with_name(f".tmp-{path.name}")
-        with open(tmp, "wb") as handle:
-            np.savez(handle, **arrays)
-        os.replace(tmp, path)
+        data = io.BytesIO()
+        np.savez(data, **arrays)
+        atomic_write_bytes(self.folder / f"{self.instrument}-{os.getpid()}-{time.time_ns()}.npz", data.getvalue())
         self._new = {}
 
 

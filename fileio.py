@@ -133,12 +133,17 @@ def disk_full_error(where, kept):
 
 def atomic_write_text(path, text):
     """Write ``text`` to ``path`` through a temporary sibling (umask's mode), removed on any error."""
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_bytes(path, data):
+    """Write ``data`` to ``path`` through a temporary sibling (umask's mode), removed on any error."""
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
     tmp = make_temporary(folder, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
     try:
-        with open(tmp, "w", newline="", encoding="utf-8") as handle:
-            handle.write(text)
+        with open(tmp, "wb") as handle:
+            handle.write(data)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

@@ -9,6 +9,7 @@ import au_estimator
 import au_format
 import aumaker
 import face_assets
+import fileio
 import openface
 from frame_io import read_rgb
 from tests.data_helpers import read_video_frames, save
@@ -319,7 +320,7 @@ def test_format_round_trip_and_validation(tmp_path, monkeypatch):
     def interrupted(*args):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(au_format.os, "replace", interrupted)
+    monkeypatch.setattr(fileio.os, "replace", interrupted)   # the writer au_format uses (fileio.atomic_write_text)
     with pytest.raises(KeyboardInterrupt):
         au_format.write_aus(path, au_format.make_table(["x.png"], np.zeros((1, 17)), np.zeros((1, 17)), [True]))
     assert path.read_text() == before and sorted(p.name for p in tmp_path.iterdir()) == ["clip.csv"]

@@ -3,6 +3,7 @@ epoch (its Adam states, the schedule's learning rate, in its folder); one whose 
 fit the config fine-tunes with a one-line warning and a fresh discriminator, as the published code did."""
 import logging
 import shutil
+from pathlib import Path
 
 import pytest
 import torch
@@ -16,20 +17,26 @@ PUBLISHED_KEYS = ("generator", "kp_detector", "discriminator", "optimizer_genera
                   "optimizer_discriminator", "epoch")
 
 
-@pytest.fixture(scope="module")
-def published(faces, tmp_path_factory):
-    """A checkpoint in the published layout after one epoch of training (only the keys its loop saved)."""
-    folder = tmp_path_factory.mktemp("published_run")
-    config = write_config(folder / "tiny.yaml", "config/tiny.yaml", faces, num_epochs=1, num_repeats=1)
+def published_layout(faces, base, folder, name, keys, **extra):
+    """One epoch of training with the config ``base``, saved again as a published loop saves it: only
+    ``keys`` of our checkpoint, plus ``extra``, in <folder>/published/<name>. → (path, config)."""
     import run
 
+    config = write_config(folder / Path(base).name, base, faces, num_epochs=1, num_repeats=1)
     assert run.main(["--config", str(config), "--log_dir", str(folder / "log"), "--cpu"]) == 0
     (run_dir,) = (folder / "log").iterdir()
     ours = ckpt.read_checkpoint(str(run_dir / "00000000-checkpoint.pth.tar"))
-    path = folder / "published" / "00000000-checkpoint.pth.tar"
+    path = folder / "published" / name
     path.parent.mkdir()
-    torch.save({key: ours[key] for key in PUBLISHED_KEYS}, path)
+    torch.save({**{key: ours[key] for key in keys}, **extra}, path)
     return path, config
+
+
+@pytest.fixture(scope="module")
+def published(faces, tmp_path_factory):
+    """A checkpoint in the published layout after one epoch of training (only the keys its loop saved)."""
+    return published_layout(faces, "config/tiny.yaml", tmp_path_factory.mktemp("published_run"),
+                            "00000000-checkpoint.pth.tar", PUBLISHED_KEYS)
 
 
 def test_published_training_checkpoint_continues_after_its_epoch(published, tmp_path, capsys):
@@ -98,16 +105,9 @@ def test_bare_tensor_checkpoint_is_refused_in_one_line(published, tmp_path, caps
 def test_published_mraa_checkpoint_continues_after_its_epoch_reconstruction(faces, tmp_path, capsys):
     """MRAA's Logger saves the finished epoch as 'epoch_reconstruction' (and 'epoch_avd'), not 'epoch':
     such a checkpoint continues after that epoch too, rather than fine-tuning from epoch 0."""
-    import run
-
-    config = write_config(tmp_path / "tiny_mraa.yaml", "config/tiny_mraa.yaml", faces, num_epochs=1, num_repeats=1)
-    assert run.main(["--config", str(config), "--log_dir", str(tmp_path / "log"), "--cpu"]) == 0
-    (run_dir,) = (tmp_path / "log").iterdir()
-    ours = ckpt.read_checkpoint(str(run_dir / "00000000-checkpoint.pth.tar"))
-    path = tmp_path / "published" / "00000000-cpk-reconstruction.pth"
-    path.parent.mkdir()
     keys = ("region_predictor", "bg_predictor", "generator", "avd_network", "optimizer_reconstruction")
-    torch.save({**{key: ours[key] for key in keys}, "epoch_reconstruction": 0}, path)
+    path, _ = published_layout(faces, "config/tiny_mraa.yaml", tmp_path, "00000000-cpk-reconstruction.pth", keys,
+                               epoch_reconstruction=0)
     assert ckpt.training_kind(torch.load(path, weights_only=True), "train", ("optimizer_reconstruction",)) == "weights"
     longer = write_config(tmp_path / "two.yaml", "config/tiny_mraa.yaml", faces, num_epochs=2, num_repeats=1)
     code, err = run_main(capsys, "--config", longer, "--checkpoint", path, "--cpu")
